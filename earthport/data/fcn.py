@@ -1,0 +1,375 @@
+"""The FourCastNet / AI-GOMS directory layout, read and written.
+
+    DIR/metadata.json                 channels (name, role, units), grid, time step, calendar
+    DIR/{train,valid,test}/YYYY.h5    dataset ``fields`` [time, channel, lat, lon] float32, dataset ``time``
+    DIR/stats/global_means.npy        [1, channel, 1, 1]; also global_stds.npy, time_means.npy [1, C, lat, lon]
+    DIR/land_mask.h5                  ocean data only: ``land_mask`` [1, C, lat, lon], 1 = ocean (valid)
+    DIR/static/NAME.h5                static fields such as orography, dataset ``fields`` [1, lat, lon]
+
+NVlabs' published directory (``train/ test/ out_of_sample/ stats_v0/``, 21 channels of which 0-19 are
+used, no metadata, no ``time`` dataset) is read too: channel names follow the documented order and the
+grid is the 0.25-degree 721 x 1440 ERA5 grid implied by the file shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from earthport.data.base import Channel, FieldSeries, Metadata, check_valid, iter_chunks, north_to_south, years_of
+from earthport.data.channels import FOURCASTNET_CHANNELS
+from earthport.data.stats import Stats, StatsAccumulator
+from earthport.errors import DataError
+from earthport.progress import progress_bar
+
+SPLITS = ("train", "valid", "test")
+NVLABS_SPLITS = {"train": "train", "valid": "test", "test": "out_of_sample"}
+MASK_ATTRS = {"polarity": "1 = ocean (valid), 0 = land", "note": "land grows with depth: one mask per channel"}
+
+
+def open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """h5py.File with a DataError naming the file when it is missing, truncated or not HDF5."""
+    try:
+        return h5py.File(path, mode)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    except OSError as err:
+        raise DataError(path, f"cannot be read as HDF5, truncated or corrupt? ({err})") from None
+
+
+def h5_dataset(file: h5py.File, name: str, ndim: int) -> h5py.Dataset:
+    if name not in file:
+        raise DataError(file.filename, f"no dataset {name!r} (has {sorted(file.keys())})")
+    dataset = file[name]
+    if dataset.ndim != ndim:
+        raise DataError(
+            f"{file.filename}:{name}", f"shape {dataset.shape} has {dataset.ndim} dimensions, expected {ndim}"
+        )
+    return dataset
+
+
+class FcnSeries:
+    """FieldSeries over a list of yearly HDF5 files, read lazily; ``channels`` are positions in the files."""
+
+    def __init__(
+        self, files: Sequence[Path], meta: Metadata, channels: list[int], mask: np.ndarray | None, flip_lat: bool
+    ):
+        if not files:
+            raise DataError("year files", "none given")
+        self.files, self.meta, self.mask, self.channels, self.flip_lat = list(files), meta, mask, channels, flip_lat
+        self.lat_rows = meta.lat.size
+        counts, times = [], []
+        for path in self.files:
+            with open_h5(path) as f:
+                fields = h5_dataset(f, "fields", 4)
+                self._check_shape(path, fields.shape)
+                counts.append(fields.shape[0])
+                times.append(_read_time(f, path, fields.shape[0], meta.time_step_hours))
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.time = np.concatenate(times)
+        self._handles: dict[int, tuple[int, h5py.File]] = {}
+
+    def _check_shape(self, path: Path, shape: tuple[int, ...]) -> None:
+        height, width = shape[2:]
+        if shape[1] <= max(self.channels) or height < self.lat_rows or width != self.meta.lon.size:
+            raise DataError(
+                f"{path}:fields",
+                f"shape {shape} does not hold channels {self.channels} on a {self.lat_rows} x {self.meta.lon.size} grid",
+            )
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _file(self, index: int) -> h5py.File:
+        # One handle per file and process: h5py handles must not cross a fork (DataLoader workers).
+        pid, handle = self._handles.get(index, (None, None))
+        if pid != os.getpid() or handle is None:
+            handle = open_h5(self.files[index])
+            self._handles[index] = (os.getpid(), handle)
+        return handle
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"time steps {start}:{stop} outside 0:{len(self)}")
+        parts = []
+        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        for index in range(first, len(self.files)):
+            lo, hi = self.offsets[index], self.offsets[index + 1]
+            if lo >= stop:
+                break
+            a, b = max(start, lo) - lo, min(stop, hi) - lo
+            parts.append(self._read_file(index, int(a), int(b)))
+        fields = np.concatenate(parts) if parts else np.zeros((0, *self.meta.shape), np.float32)
+        check_valid(fields, self.mask, str(self.files[first]) if parts else "fields", self.meta.names)
+        return fields
+
+    def _read_file(self, index: int, a: int, b: int) -> np.ndarray:
+        dataset = self._file(index)["fields"]
+        try:
+            if self.channels == list(range(dataset.shape[1])):
+                block = dataset[a:b]
+            else:  # h5py wants increasing indices: read them sorted, then put them in the asked order
+                stored = sorted(set(self.channels))
+                block = dataset[a:b, stored][:, [stored.index(c) for c in self.channels]]
+        except OSError as err:
+            raise DataError(self.files[index], f"cannot read time steps {a}:{b}, truncated? ({err})") from None
+        block = np.asarray(block, dtype=np.float32)[:, :, : self.lat_rows]
+        if self.flip_lat:
+            block = block[:, :, ::-1]
+        if self.mask is not None:
+            block = np.where(self.mask[None], block, np.float32(0))
+        return np.ascontiguousarray(block)
+
+    def close(self) -> None:
+        for _, handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
+class FcnDirectory:
+    """A data set in the FourCastNet layout (earthport's own or NVlabs' published one)."""
+
+    def __init__(self, root: Path | str, channels: Sequence[str] | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(self.root, "directory not found")
+        self.nvlabs = not (self.root / "metadata.json").exists() and (self.root / "stats_v0").is_dir()
+        if self.nvlabs:
+            full_meta = _nvlabs_metadata(self.root)
+            self._file_lat_order_flip = False
+        elif (self.root / "metadata.json").exists():
+            stored = Metadata.load(self.root / "metadata.json")
+            full_meta, self._file_lat_order_flip = _normalised(stored)
+        else:
+            raise DataError(self.root, "neither metadata.json (earthport layout) nor stats_v0/ (NVlabs layout) found")
+        names = list(channels) if channels else full_meta.names
+        self.channel_index = full_meta.indices(names)
+        self.meta = full_meta.select(names)
+        self.mask = self._read_mask()
+
+    @property
+    def stats_dir(self) -> Path:
+        return self.root / ("stats_v0" if self.nvlabs else "stats")
+
+    def split_dir(self, split: str) -> Path:
+        if split not in SPLITS:
+            raise DataError(f"split {split!r}", f"expected one of {SPLITS}")
+        return self.root / (NVLABS_SPLITS[split] if self.nvlabs else split)
+
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if self.split_dir(s).is_dir() and any(self.split_dir(s).glob("*.h5"))]
+
+    def year_files(self, split: str) -> list[Path]:
+        files = sorted(self.split_dir(split).glob("*.h5"))
+        if not files:
+            raise DataError(self.split_dir(split), f"no year files (*.h5) for split {split!r}")
+        return files
+
+    def series(self, split: str | None = None) -> FcnSeries:
+        """The year files of ``split``, or of every split in time order when ``split`` is None."""
+        if split is None:
+            files = sorted((f for s in self.splits() for f in self.year_files(s)), key=lambda f: f.stem)
+        else:
+            files = self.year_files(split)
+        return FcnSeries(files, self.meta, self.channel_index, self.mask, self._file_lat_order_flip)
+
+    def stats(self) -> Stats:
+        stats = Stats.load(self.stats_dir, self.channel_index)
+        height = self.meta.lat.size
+        time_means = stats.time_means[..., :height, :]
+        if self._file_lat_order_flip:
+            time_means = time_means[..., ::-1, :]
+        if time_means.shape[-2:] != self.meta.shape[1:]:
+            raise DataError(
+                self.stats_dir / "time_means.npy", f"grid {time_means.shape[-2:]} is not {self.meta.shape[1:]}"
+            )
+        return Stats(stats.means, stats.stds, np.ascontiguousarray(time_means))
+
+    def static(self, name: str) -> np.ndarray:
+        """A static field [lat, lon] from ``static/NAME.h5``."""
+        path = self.root / "static" / f"{name}.h5"
+        with open_h5(path) as f:
+            field = np.asarray(h5_dataset(f, "fields", 3)[0], np.float32)[: self.meta.lat.size]
+        return field[::-1].copy() if self._file_lat_order_flip else field
+
+    def _read_mask(self) -> np.ndarray | None:
+        path = self.root / "land_mask.h5"
+        if not path.exists():
+            return None
+        with open_h5(path) as f:
+            mask = np.asarray(h5_dataset(f, "land_mask", 4)[0])[self.channel_index, : self.meta.lat.size]
+        if mask.shape != self.meta.shape:
+            raise DataError(f"{path}:land_mask", f"shape {mask.shape} is not {self.meta.shape}")
+        return (mask[:, ::-1] if self._file_lat_order_flip else mask) > 0.5
+
+
+def write_fcn(
+    root: Path | str,
+    series: FieldSeries,
+    split_of_year: Callable[[int], str],
+    static: dict[str, np.ndarray] | None = None,
+    chunk: int = 4,
+    progress: bool = False,
+) -> Stats:
+    """Write ``series`` in the FourCastNet layout, one file per calendar year, streaming ``chunk`` steps at a
+    time; statistics of the training years are accumulated in the same pass and written to ``stats/``.
+
+    Each year file is written as ``YYYY.h5.tmp`` and renamed when complete, so an interrupted run leaves
+    no file that looks whole. ``static``: name -> [lat, lon] fields, written under ``static/``.
+    """
+    root = Path(root)
+    meta = series.meta
+    root.mkdir(parents=True, exist_ok=True)
+    years = years_of(series.time)
+    accumulator = StatsAccumulator(meta.shape, series.mask)
+    writer = _YearWriter(root, meta, years, split_of_year)
+    with progress_bar(len(series), f"writing {root.name}", unit="step", enabled=progress) as bar:
+        for start, fields in iter_chunks(series, chunk):
+            for offset, year in _year_runs(years[start : start + len(fields)]):
+                block = fields[offset[0] : offset[1]]
+                writer.write(year, series.time[start + offset[0] : start + offset[1]], block)
+                if split_of_year(year) == "train":
+                    accumulator.update(block)
+            bar.advance(len(fields))
+    writer.close()
+    if series.mask is not None:
+        write_land_mask(root / "land_mask.h5", series.mask)
+    for name, field in (static or {}).items():
+        _write_h5_atomic(root / "static" / f"{name}.h5", {"fields": np.asarray(field, np.float32)[None]})
+    stats = accumulator.result()
+    stats.save(root / "stats")
+    meta.save(root / "metadata.json")
+    return stats
+
+
+def split_by_year(first_year: int, last_year: int) -> Callable[[int], str]:
+    """The last year is test, the one before valid (with three years or more), the rest train."""
+    years = last_year - first_year + 1
+
+    def split(year: int) -> str:
+        if years >= 2 and year == last_year:
+            return "test"
+        if years >= 3 and year == last_year - 1:
+            return "valid"
+        return "train"
+
+    return split
+
+
+def write_land_mask(path: Path, mask: np.ndarray) -> None:
+    """``land_mask`` [1, channel, lat, lon] uint8, 1 = ocean (valid); polarity in the attributes."""
+    _write_h5_atomic(path, {"land_mask": np.asarray(mask, np.uint8)[None]}, attrs=MASK_ATTRS)
+
+
+class _YearWriter:
+    """Keeps the current year's file open and renames it into place once its last step is written."""
+
+    def __init__(self, root: Path, meta: Metadata, years: np.ndarray, split_of_year: Callable[[int], str]):
+        self.root, self.meta, self.split_of_year = root, meta, split_of_year
+        self.counts = {int(y): int(n) for y, n in zip(*np.unique(years, return_counts=True))}
+        self.year: int | None = None
+        self.file: h5py.File | None = None
+        self.written = 0
+
+    def write(self, year: int, time: np.ndarray, block: np.ndarray) -> None:
+        if year != self.year:
+            self.close()
+            self._open(year)
+        assert self.file is not None
+        n = len(block)
+        self.file["fields"][self.written : self.written + n] = block
+        self.file["time"][self.written : self.written + n] = np.asarray(time, "datetime64[s]").astype(np.int64)
+        self.written += n
+
+    def _open(self, year: int) -> None:
+        split = self.split_of_year(year)
+        if split not in SPLITS:
+            raise DataError(f"year {year}", f"split {split!r} is not one of {SPLITS}")
+        path = self.root / split / f"{year}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self.file = h5py.File(tmp, "w")
+        n = self.counts[year]
+        self.file.create_dataset("fields", (n, *self.meta.shape), np.float32)
+        time = self.file.create_dataset("time", (n,), np.int64)
+        time.attrs["units"] = "seconds since 1970-01-01 00:00:00"
+        time.attrs["calendar"] = self.meta.calendar
+        self.file.attrs["channels"] = self.meta.names
+        self.year, self.path, self.tmp, self.written = year, path, tmp, 0
+
+    def close(self) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        self.file = None
+        if self.written != self.counts[self.year]:
+            raise DataError(self.tmp, f"{self.written} of {self.counts[self.year]} steps written; left incomplete")
+        self.tmp.replace(self.path)
+
+
+def _year_runs(years: np.ndarray) -> list[tuple[tuple[int, int], int]]:
+    """Split a chunk's years into contiguous runs: [((start, stop), year), ...]."""
+    edges = np.flatnonzero(np.diff(years)) + 1
+    bounds = np.concatenate([[0], edges, [len(years)]])
+    return [((int(a), int(b)), int(years[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _write_h5_atomic(path: Path, datasets: dict[str, np.ndarray], attrs: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for name, array in datasets.items():
+            dataset = f.create_dataset(name, data=array)
+            dataset.attrs.update(attrs or {})
+    tmp.replace(path)
+
+
+def _read_time(f: h5py.File, path: Path, count: int, step_hours: float) -> np.ndarray:
+    """Times of a year file: its ``time`` dataset, or (NVlabs files have none) the year's start + i * step."""
+    if "time" in f:
+        time = np.asarray(f["time"][:], np.int64)
+        if time.shape != (count,):
+            raise DataError(f"{path}:time", f"{time.shape[0]} times for {count} fields")
+        return time.astype("datetime64[s]")
+    try:
+        year = int(Path(path).stem)
+    except ValueError:
+        raise DataError(path, "no 'time' dataset and the file name is not a year (YYYY.h5)") from None
+    start = np.datetime64(f"{year:04d}-01-01T00:00:00", "s")
+    return start + (np.arange(count) * step_hours * 3600).astype("timedelta64[s]")
+
+
+def _normalised(meta: Metadata) -> tuple[Metadata, bool]:
+    lat, flip = north_to_south(meta.lat)
+    if not flip:
+        return meta, False
+    return Metadata(meta.channels, lat, meta.lon, meta.time_step_hours, meta.calendar, meta.kind, meta.source), True
+
+
+def _nvlabs_metadata(root: Path) -> Metadata:
+    """NVlabs' directory has no metadata: names from the documented order, grid from the file shape."""
+    stats_dir = root / "stats_v0"
+    files = sorted((root / "train").glob("*.h5")) or sorted(root.glob("*/*.h5"))
+    if not files:
+        raise DataError(root, "NVlabs layout without any year file under train/, test/ or out_of_sample/")
+    with open_h5(files[0]) as f:
+        _, channels, height, width = h5_dataset(f, "fields", 4).shape
+    if channels < len(FOURCASTNET_CHANNELS):
+        raise DataError(f"{files[0]}:fields", f"{channels} channels, NVlabs files hold at least 20")
+    lat = _load_optional(stats_dir / "latitude.npy", np.linspace(90, -90, height))
+    lon = _load_optional(stats_dir / "longitude.npy", np.arange(width) * 360.0 / width)
+    return Metadata(
+        channels=tuple(Channel(name) for name in FOURCASTNET_CHANNELS),
+        lat=lat,
+        lon=lon,
+        time_step_hours=6.0,
+        source="NVlabs FourCastNet ERA5 directory",
+    )
+
+
+def _load_optional(path: Path, default: np.ndarray) -> np.ndarray:
+    return np.load(path).astype(np.float64).ravel() if path.exists() else default

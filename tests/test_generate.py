@@ -1,0 +1,78 @@
+"""Generated data: deterministic, realistic layout and magnitudes, and dynamics a model can learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from earthport.data.channels import FOURCASTNET_CHANNELS
+from earthport.data.fcn import FcnDirectory
+from earthport.data.generate import GeneratedSeries, generate
+from earthport.errors import DataError
+
+
+def test_layout_and_metadata(atmosphere_dir):
+    data = FcnDirectory(atmosphere_dir)
+    assert data.meta.names == list(FOURCASTNET_CHANNELS)
+    assert data.splits() == ["train", "valid", "test"]
+    assert data.meta.lat[0] == 90 and data.meta.lat[-1] == -90 and data.meta.time_step_hours == 6
+    fields = data.series("test").read(0, 40)
+    assert fields.shape == (40, 20, 16, 32) and np.isfinite(fields).all()
+    z500 = fields[:, data.meta.names.index("z500")]
+    assert 4.5e4 < z500.mean() < 6.5e4  # geopotential at 500 hPa, m2 s-2
+    t2m = fields[:, data.meta.names.index("t2m")]
+    assert t2m[:, 8].mean() > t2m[:, 1].mean() + 20  # warmer at the equator than near the pole
+    assert data.static("orography").shape == (16, 32)
+
+
+def test_deterministic_and_chunk_independent():
+    a = GeneratedSeries("atmosphere", 8, 16, 1, 12, seed=5)
+    b = GeneratedSeries("atmosphere", 8, 16, 1, 12, seed=5)
+    whole = a.read(0, 12)
+    parts = np.concatenate([b.read(0, 5), b.read(5, 6), b.read(6, 12)])
+    np.testing.assert_array_equal(whole, parts)
+    other = GeneratedSeries("atmosphere", 8, 16, 1, 12, seed=6).read(0, 12)
+    assert not np.allclose(whole, other)
+    with pytest.raises(DataError, match="forward"):
+        a.read(0, 1)
+
+
+def test_ocean_mask_grows_with_depth(ocean_dir):
+    data = FcnDirectory(ocean_dir)
+    names = data.meta.names
+    assert "thetao_0m" in names and "so_100m" in names and "zos" in names
+    assert data.meta.with_role("forcing") == ["u10", "v10", "t2m", "msl"]
+    ocean = data.mask.mean(axis=(1, 2))
+    surface, deep = names.index("thetao_0m"), names.index("thetao_100m")
+    assert 0.4 < ocean[surface] < 0.9 and ocean[deep] <= ocean[surface]
+    assert (data.mask[deep] <= data.mask[surface]).all()  # ocean at depth is ocean at the surface
+    assert ocean[names.index("u10")] == 1.0  # forcings cover land too
+    fields = data.series("train").read(0, 5)
+    assert (fields[:, surface][:, ~data.mask[surface]] == 0).all()
+
+
+def test_dynamics_are_learnable(atmosphere_dir):
+    """Per latitude row, a 3-point stencil fitted on train (advection by less than a cell, diffusion)
+    beats persistence on test: the fields move, and the motion can be learned from the data."""
+    data = FcnDirectory(atmosphere_dir, ["z500"])
+    train, test = data.series("train").read(0, 40)[:, 0], data.series("test").read(0, 40)[:, 0]
+
+    def stencil(fields, row):  # [time - 1, lon, 4]: west, centre, east neighbours and a constant
+        x = fields[:-1, row]
+        return np.stack([np.roll(x, 1, -1), x, np.roll(x, -1, -1), np.ones_like(x)], axis=-1)
+
+    model_error, persistence_error = [], []
+    for row in range(16):
+        coef = np.linalg.lstsq(stencil(train, row).reshape(-1, 4), train[1:, row].ravel(), rcond=None)[0]
+        model_error.append(((stencil(test, row) @ coef - test[1:, row]) ** 2).mean())
+        persistence_error.append(((test[:-1, row] - test[1:, row]) ** 2).mean())
+    assert np.mean(model_error) < 0.7 * np.mean(persistence_error)
+
+
+def test_bad_arguments():
+    with pytest.raises(DataError, match="grid"):
+        generate("/nonexistent", grid=(2, 4))
+    with pytest.raises(DataError, match="kind"):
+        GeneratedSeries("venus", 8, 16, 1, 4, 0)
+    with pytest.raises(DataError, match="steps-per-year"):
+        GeneratedSeries("atmosphere", 8, 16, 1, 2000, 0)
