@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: setup
+	$(VENV)/bin/ruff check earthport tests benchmarks
 	$(PYTHON) -m pytest -q
 
 demo: setup

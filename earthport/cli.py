@@ -14,7 +14,6 @@ from pathlib import Path
 from earthport import __version__
 from earthport.errors import EarthportError
 
-
 QUIET = argparse.ArgumentParser(add_help=False)
 QUIET.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -150,7 +149,9 @@ def _data_parsers(sub: argparse._SubParsersAction) -> None:
     p = data.add_parser("info", parents=[QUIET], help="layout, channels, grid, times and masks of a data set")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
-    p = data.add_parser("sample", parents=[QUIET], help="write a built-in real data set (OSTIA SST) in the FourCastNet layout")
+    p = data.add_parser(
+        "sample", parents=[QUIET], help="write a built-in real data set (OSTIA SST) in the FourCastNet layout"
+    )
     p.add_argument("name", choices=["ostia"])
     p.add_argument("--out", type=Path, help="default: $EARTHPORT_DATA/NAME (~/.cache/earthport/NAME)")
     p.set_defaults(func=cmd_sample)
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-channels", action="store_true", help="show every channel, not only the headline ones")
     p.add_argument("--out", type=Path, help="write all scores to .csv, .json or .md")
     p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("demo", parents=[QUIET], help="the main job on built-in data: generate, evaluate, print the skill tables")
+    p = sub.add_parser(
+        "demo", parents=[QUIET], help="the main job on built-in data: generate, evaluate, print the skill tables"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.set_defaults(func=cmd_demo)
     return parser

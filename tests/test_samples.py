@@ -72,8 +72,12 @@ def test_mindspore_dataset_gives_the_torch_batches(atmosphere_dir):
     data = FcnDirectory(atmosphere_dir)
     pairs = SamplePairs(data.series("valid"), data.stats())
     torch_batches = list(torch_loader(pairs, batch_size=5, epoch=2, seed=1, rank=1, world_size=2))
-    ms_batches = list(mindspore_dataset(pairs, batch_size=5, epoch=2, seed=1, rank=1, world_size=2).create_tuple_iterator(output_numpy=True))
+    ms_batches = list(
+        mindspore_dataset(pairs, batch_size=5, epoch=2, seed=1, rank=1, world_size=2).create_tuple_iterator(
+            output_numpy=True
+        )
+    )
     assert len(ms_batches) == len(torch_batches)
-    for (tx, ty), (mx, my) in zip(torch_batches, ms_batches):
+    for (tx, ty), (mx, my) in zip(torch_batches, ms_batches, strict=False):
         np.testing.assert_array_equal(tx.numpy(), mx)
         np.testing.assert_array_equal(ty.numpy(), my)

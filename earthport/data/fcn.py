@@ -78,7 +78,8 @@ class FcnSeries:
         if shape[1] <= max(self.channels) or height < self.lat_rows or width != self.meta.lon.size:
             raise DataError(
                 f"{path}:fields",
-                f"shape {shape} does not hold channels {self.channels} on a {self.lat_rows} x {self.meta.lon.size} grid",
+                f"shape {shape} does not hold channels {self.channels} "
+                f"on a {self.lat_rows} x {self.meta.lon.size} grid",
             )
 
     def __len__(self) -> int:
@@ -103,7 +104,10 @@ class FcnSeries:
                 break
             a, b = max(start, lo) - lo, min(stop, hi) - lo
             parts.append(self._read_file(index, int(a), int(b)))
-        fields = np.concatenate(parts) if parts else np.zeros((0, *self.meta.shape), np.float32)
+        if len(parts) == 1:
+            fields = parts[0]
+        else:
+            fields = np.concatenate(parts) if parts else np.zeros((0, *self.meta.shape), np.float32)
         check_valid(fields, self.mask, str(self.files[first]) if parts else "fields", self.meta.names)
         return fields
 
@@ -117,11 +121,13 @@ class FcnSeries:
                 block = dataset[a:b, stored][:, [stored.index(c) for c in self.channels]]
         except OSError as err:
             raise DataError(self.files[index], f"cannot read time steps {a}:{b}, truncated? ({err})") from None
-        block = np.asarray(block, dtype=np.float32)[:, :, : self.lat_rows]
+        block = np.asarray(block, dtype=np.float32)
+        if block.shape[2] != self.lat_rows:  # NVlabs' 721 rows -> the model's 720
+            block = block[:, :, : self.lat_rows]
         if self.flip_lat:
             block = block[:, :, ::-1]
         if self.mask is not None:
-            block = np.where(self.mask[None], block, np.float32(0))
+            return np.where(self.mask[None], block, np.float32(0))
         return np.ascontiguousarray(block)
 
     def close(self) -> None:
@@ -270,7 +276,7 @@ class _YearWriter:
 
     def __init__(self, root: Path, meta: Metadata, years: np.ndarray, split_of_year: Callable[[int], str]):
         self.root, self.meta, self.split_of_year = root, meta, split_of_year
-        self.counts = {int(y): int(n) for y, n in zip(*np.unique(years, return_counts=True))}
+        self.counts = {int(y): int(n) for y, n in zip(*np.unique(years, return_counts=True), strict=False)}
         self.year: int | None = None
         self.file: h5py.File | None = None
         self.written = 0
@@ -315,7 +321,7 @@ def _year_runs(years: np.ndarray) -> list[tuple[tuple[int, int], int]]:
     """Split a chunk's years into contiguous runs: [((start, stop), year), ...]."""
     edges = np.flatnonzero(np.diff(years)) + 1
     bounds = np.concatenate([[0], edges, [len(years)]])
-    return [((int(a), int(b)), int(years[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [((int(a), int(b)), int(years[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
 
 
 def _write_h5_atomic(path: Path, datasets: dict[str, np.ndarray], attrs: dict | None = None) -> None:

@@ -64,7 +64,6 @@ class ChannelLook:
     loadings: np.ndarray  # [LATENTS]
     diurnal: float = 0.0
     decay: float = 1.0  # depth decay of the anomaly (ocean)
-    driven: bool = False  # a forcing channel: built from the atmosphere latents
 
 
 def _look(name: str, lat: np.ndarray, rng: np.random.Generator) -> ChannelLook:
@@ -109,7 +108,7 @@ def _look(name: str, lat: np.ndarray, rng: np.random.Generator) -> ChannelLook:
 
 @dataclass
 class LatentFlow:
-    """Latent anomaly fields in zonal Fourier space: state [latent, lat, wavenumber] complex.
+    """Latent anomaly fields in zonal Fourier space: state [latent, lat, wavenumber <= 24] complex.
 
     Each step multiplies every row's Fourier coefficients by exp(-i m w(lat) dt) (advection by an angular
     velocity w), exp(-kappa m^2 dt) (zonal diffusion) and exp(-gamma dt) (damping), smooths along latitude
@@ -125,18 +124,17 @@ class LatentFlow:
     norm: float = field(init=False)
 
     def __post_init__(self) -> None:
-        m = np.arange(self.width // 2 + 1)
+        # Scales are set in degrees, not grid cells, so every grid samples the same kind of world. Only
+        # wavenumbers up to 24 (and that the grid resolves well) are carried; irfft pads the rest with zeros.
+        m = np.arange(min(self.width // 3, 24) + 1)
         days = self.step_hours / 24.0
         # Eastward angular velocity in degrees of longitude per day: mid-latitude jets, easterly trades.
         lat_rad = np.deg2rad(self.lat)
         deg_per_day = self.speed * (20 * np.exp(-(((np.abs(self.lat) - 40) / 15) ** 2)) - 6 * np.cos(lat_rad) ** 6)
         phase = np.deg2rad(deg_per_day * days)[:, None] * m[None, :]
-        # Scales are set in degrees, not grid cells, so every grid samples the same kind of world; only
-        # wavenumbers the grid resolves well are kept.
-        keep = m <= min(self.width // 3, 24)
         damping = np.exp(-0.05 * days - 2e-4 * m**2 * days)
-        self.propagator = np.where(keep, np.exp(-1j * phase) * damping, 0)
-        self.noise_spectrum = np.where(keep, np.exp(-((m / 6.0) ** 2)), 0.0)
+        self.propagator = np.exp(-1j * phase) * damping
+        self.noise_spectrum = np.exp(-((m / 6.0) ** 2))
         self.noise_gain = np.sqrt(1 - np.exp(-0.1 * days))
         self.row_sigma = 8.0 / (180.0 / max(len(self.lat) - 1, 1))  # 8 degrees of latitude, in rows
         self.state = np.zeros((LATENTS, len(self.lat), m.size), np.complex128)
@@ -194,7 +192,12 @@ class GeneratedSeries:
         )
         self.time = _times(start_year, years, steps_per_year, step_hours)
         rng = np.random.default_rng(seed)
-        self.looks = [_look(n, lat, rng) for n in names]
+        looks = [_look(n, lat, rng) for n in names]
+        self.loadings = np.stack([k.loadings * k.scale * k.decay for k in looks]).astype(np.float32)  # [C, latent]
+        self.means = np.stack([k.mean for k in looks]).astype(np.float32)  # [C, lat]
+        self.seasonal = np.stack([k.seasonal for k in looks]).astype(np.float32)
+        self.diurnal = np.array([k.diurnal for k in looks], np.float32)
+        self.ocean_driven = np.array([kind == "ocean" and c.role != "forcing" for c in self.meta.channels])
         self.orography, self.mask = _surface(kind, lat, lon, self.meta, rng)
         self.atmosphere = LatentFlow(lat, width, step_hours, rng)
         self.ocean = LatentFlow(lat, width, step_hours, rng, speed=0.25) if kind == "ocean" else None
@@ -223,18 +226,16 @@ class GeneratedSeries:
         day = (time - time.astype("datetime64[Y]")) / np.timedelta64(1, "D")
         hour = (time - time.astype("datetime64[D]")) / np.timedelta64(1, "h")
         season = np.sin(2 * np.pi * day / 365.25)
-        atmosphere = self.atmosphere.fields()
-        ocean = self.ocean.fields() if self.ocean is not None else atmosphere
-        lon = np.deg2rad(self.meta.lon)
+        height, width = self.meta.shape[1:]
         out = np.empty(self.meta.shape, np.float32)
-        for i, (channel, look) in enumerate(zip(self.meta.channels, self.looks)):
-            latents = ocean if self.ocean is not None and channel.role != "forcing" else atmosphere
-            anomaly = np.tensordot(look.loadings, latents, axes=1) * (look.scale * look.decay)
-            value = (look.mean + look.seasonal * season)[:, None] + anomaly
-            if look.diurnal:  # warmest at 14 local solar time
-                local = lon[None, :] + np.deg2rad(15 * (hour - 14))
-                value = value + look.diurnal * np.cos(local) * np.cos(np.deg2rad(self.meta.lat))[:, None]
-            out[i] = value
+        for rows, flow in ((~self.ocean_driven, self.atmosphere), (self.ocean_driven, self.ocean)):
+            if rows.any():  # one matrix product for all channels that share these latents
+                latents = flow.fields().astype(np.float32).reshape(LATENTS, -1)
+                out[rows] = (self.loadings[rows] @ latents).reshape(-1, height, width)
+        out += (self.means + self.seasonal * np.float32(season))[:, :, None]
+        for i in np.flatnonzero(self.diurnal):  # warmest at 14 local solar time
+            local = np.deg2rad(self.meta.lon + 15 * (hour - 14))
+            out[i] += self.diurnal[i] * np.cos(local)[None, :] * np.cos(np.deg2rad(self.meta.lat))[:, None]
         if self.mask is not None:
             out = np.where(self.mask, out, np.float32(0))
         return out

@@ -64,18 +64,21 @@ class StatsAccumulator:
         self.steps = 0
 
     def update(self, chunk: np.ndarray) -> None:
-        x = np.where(self.mask[None], chunk, 0.0).astype(np.float64)
-        n = chunk.shape[0] * self.mask.sum(axis=(1, 2)).astype(np.float64)
-        safe_n = np.maximum(n, 1)
-        mean = x.sum(axis=(0, 2, 3)) / safe_n
-        m2 = (np.where(self.mask[None], x - mean[None, :, None, None], 0.0) ** 2).sum(axis=(0, 2, 3))
-        total = self.count + n
-        delta = mean - self.mean
-        safe_total = np.maximum(total, 1)
-        self.mean = self.mean + delta * n / safe_total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * n / safe_total
-        self.count = total
-        self.cell_sum += x.sum(axis=0)
+        """Add ``chunk`` [time, channel, lat, lon]; one channel at a time keeps float64 temporaries small."""
+        for c in range(chunk.shape[1]):
+            x = chunk[:, c].astype(np.float64)  # [time, lat, lon]
+            valid = self.mask[c]
+            values = x[:, valid]  # [time, valid cells]
+            n = float(values.size)
+            if n:
+                mean = values.mean()
+                m2 = ((values - mean) ** 2).sum()
+                total = self.count[c] + n
+                delta = mean - self.mean[c]
+                self.mean[c] += delta * n / total
+                self.m2[c] += m2 + delta**2 * self.count[c] * n / total
+                self.count[c] = total
+            self.cell_sum[c] += np.where(valid, x, 0.0).sum(axis=0)
         self.steps += chunk.shape[0]
 
     def result(self) -> Stats:

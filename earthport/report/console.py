@@ -6,9 +6,8 @@ import sys
 
 import numpy as np
 import pandas as pd
-from rich.table import Table
-
 from rich.console import Console
+from rich.table import Table
 
 # Tables go to stdout; piped output gets a wide page rather than rich's 80-column default.
 stdout = Console(width=None if sys.stdout.isatty() else 200)

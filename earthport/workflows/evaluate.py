@@ -54,7 +54,9 @@ def evaluate_baselines(
     clim = dataset.stats().time_means[0]  # [channel, lat, lon]
     starts = valid_starts(series.time, meta.time_step_hours, leads)
     if max_inits:
-        starts = starts[np.linspace(0, len(starts) - 1, min(max_inits, len(starts))).astype(int)] if len(starts) else starts
+        starts = (
+            starts[np.linspace(0, len(starts) - 1, min(max_inits, len(starts))).astype(int)] if len(starts) else starts
+        )
     if not len(starts):
         raise DataError(dataset.root / split, f"{len(series)} steps are too few for {leads} leads")
     lead_hours = [meta.time_step_hours * (k + 1) for k in range(leads)]
