@@ -81,3 +81,13 @@ def test_mindspore_dataset_gives_the_torch_batches(atmosphere_dir):
     for (tx, ty), (mx, my) in zip(torch_batches, ms_batches, strict=False):
         np.testing.assert_array_equal(tx.numpy(), mx)
         np.testing.assert_array_equal(ty.numpy(), my)
+
+
+def test_rows_crop_keeps_the_north(atmosphere_dir):
+    data = FcnDirectory(atmosphere_dir)
+    pairs = SamplePairs(data.series("train"), data.stats(), rows=12)
+    inputs, targets = pairs[0]
+    assert inputs.shape == (20, 12, 32) and targets.shape == (1, 20, 12, 32)
+    np.testing.assert_array_equal(pairs.lat, data.meta.lat[:12])
+    full = SamplePairs(data.series("train"), data.stats())[0][0]
+    np.testing.assert_array_equal(inputs, full[:, :12])

@@ -35,11 +35,14 @@ class SamplePairs:
         dt: int = 1,
         steps: int = 1,
         static: dict[str, np.ndarray] | None = None,
+        rows: int | None = None,
     ):
         if dt < 1 or steps < 1:
             raise DataError("samples", f"dt and steps must be >= 1, got dt={dt}, steps={steps}")
         meta = series.meta
         self.series, self.dt, self.steps = series, dt, steps
+        self.rows = rows or meta.shape[1]  # keep the northern ``rows`` rows (NVlabs crops 721 -> 720)
+        self.lat = meta.lat[: self.rows]
         self.prognostic = meta.indices(meta.with_role("prognostic"))
         self.forcing = meta.indices(meta.with_role("forcing"))
         if not self.prognostic:
@@ -47,7 +50,7 @@ class SamplePairs:
         self.mean = stats.means[0].astype(np.float32)  # [channel, 1, 1]
         self.std = stats.stds[0].astype(np.float32)
         self.static_names = list(static or {})
-        self.static = _normalised_static(static or {}, meta.shape[1:])
+        self.static = _normalised_static(static or {}, meta.shape[1:])[:, : self.rows]
         self.starts = valid_starts(series.time, meta.time_step_hours, dt * steps)
 
     @property
@@ -68,8 +71,7 @@ class SamplePairs:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(inputs [in_channel, lat, lon], targets [steps, out_channel, lat, lon]), float32."""
-        t = int(self.starts[index])
-        block = self.normalise(self.series.read(t, t + self.dt * self.steps + 1))
+        block = self._window(index)
         state = block[0, self.prognostic + self.forcing]
         inputs = np.concatenate([state, self.static]) if len(self.static) else state
         targets = block[self.dt :: self.dt][:, self.prognostic]
@@ -77,15 +79,24 @@ class SamplePairs:
 
     def forcings(self, index: int) -> np.ndarray:
         """Normalised forcing channels at t + dt, ..., t + steps dt: [steps, forcing, lat, lon] (for rollouts)."""
-        t = int(self.starts[index])
-        block = self.normalise(self.series.read(t, t + self.dt * self.steps + 1))
+        block = self._window(index)
         return np.ascontiguousarray(block[self.dt :: self.dt][:, self.forcing])
 
+    def _window(self, index: int) -> np.ndarray:
+        """Normalised fields t .. t + steps * dt of sample ``index``: [steps * dt + 1, channel, rows, lon]."""
+        t = int(self.starts[index])
+        return self.normalise(self.series.read(t, t + self.dt * self.steps + 1)[:, :, : self.rows])
+
     def normalise(self, fields: np.ndarray) -> np.ndarray:
-        """[..., channel, lat, lon] physical -> z-scores; masked cells stay 0."""
+        """[..., channel, rows, lon] physical -> z-scores; masked cells stay 0."""
         out = (fields - self.mean) / self.std
-        mask = self.series.mask
+        mask = self.mask
         return np.where(mask, out, np.float32(0)) if mask is not None else out.astype(np.float32)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """[channel, rows, lon] bool (True = valid) or None."""
+        return None if self.series.mask is None else self.series.mask[:, : self.rows]
 
     def denormalise(self, fields: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarray:
         """z-scores [..., channel, lat, lon] of ``channels`` (default: prognostic) -> physical units."""
