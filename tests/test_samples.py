@@ -28,12 +28,12 @@ def test_forcings_and_static_inputs(ocean_dir):
     pairs = SamplePairs(data.series("train"), data.stats(), static={"orography": data.static("orography")})
     inputs, targets = pairs[0]
     assert pairs.in_channels == 25 + 1 and pairs.out_channels == 21
-    assert inputs.shape[0] == 26 and targets.shape == (1, 21, 16, 32)
+    assert inputs.shape[0] == 26 and targets.shape == (1, 25, 16, 32)  # 21 prognostic, then 4 forcings
     assert pairs.input_names[-5:] == ["u10", "v10", "t2m", "msl", "orography"]
     assert abs(inputs[-1].mean()) < 1e-5 and abs(inputs[-1].std() - 1) < 1e-4
     land = ~data.mask[0]
     assert (inputs[0][land] == 0).all() and (targets[0, 0][land] == 0).all()
-    assert pairs.forcings(0).shape == (1, 4, 16, 32)
+    np.testing.assert_array_equal(pairs.forcings(0), targets[:, 21:])
 
 
 def test_pairs_never_bridge_a_gap():

@@ -3,7 +3,9 @@
 ``SamplePairs`` turns a ``FieldSeries`` into random-access samples:
 
     inputs  [in_channel, lat, lon]        prognostic + forcing channels at time t, then static fields
-    targets [steps, out_channel, lat, lon] prognostic channels at t + dt, t + 2 dt, ... (steps >= 1)
+    targets [steps, out_channel + forcing, lat, lon]  prognostic, then forcing channels at t + dt, t + 2 dt, ...
+
+The loss uses the prognostic part of the targets; the forcing part feeds multi-step rollouts.
 
 Channels are z-scored with the data set's global means and stds (FourCastNet's normalisation); masked
 (land) cells are 0 in both. A pair is only formed where the times are really ``dt`` steps apart, so pairs
@@ -16,7 +18,8 @@ exactly the samples it already consumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import copy
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -70,11 +73,11 @@ class SamplePairs:
         return len(self.starts)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs [in_channel, lat, lon], targets [steps, out_channel, lat, lon]), float32."""
+        """(inputs [in_channel, lat, lon], targets [steps, out_channel + forcing, lat, lon]), float32."""
         block = self._window(index)
         state = block[0, self.prognostic + self.forcing]
         inputs = np.concatenate([state, self.static]) if len(self.static) else state
-        targets = block[self.dt :: self.dt][:, self.prognostic]
+        targets = block[self.dt :: self.dt][:, self.prognostic + self.forcing]
         return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
 
     def forcings(self, index: int) -> np.ndarray:
@@ -103,11 +106,13 @@ class SamplePairs:
         index = list(self.prognostic if channels is None else channels)
         return fields * self.std[index] + self.mean[index]
 
-    def batches(self, batch_size: int, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stack samples in ``order`` into batches ([batch, ...] inputs and targets); the last may be short."""
-        for i in range(0, len(order), batch_size):
-            items = [self[int(j)] for j in order[i : i + batch_size]]
-            yield np.stack([x for x, _ in items]), np.stack([y for _, y in items])
+    def spread(self, limit: int | None) -> SamplePairs:
+        """A copy restricted to at most ``limit`` samples spread evenly over the split (itself when None)."""
+        if not limit or limit >= len(self):
+            return self
+        subset = copy.copy(self)
+        subset.starts = self.starts[np.linspace(0, len(self) - 1, limit).astype(int)]
+        return subset
 
 
 def _normalised_static(static: dict[str, np.ndarray], grid: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,172 @@
+"""Training configuration: one frozen dataclass, read from YAML sections and ``--set key=value`` overrides.
+
+A YAML file has up to four sections (MindEarth's layout, less ``summary``)::
+
+    model:     {name: fourcastnet, preset: tiny, embed_dim: 128}   # other keys override the preset
+    data:      {channels: [z500, t850], static: [orography], dt: 1}
+    optimizer: {lr: 5.0e-4, weight_decay: 0.01}
+    train:     {batch_size: 4, max_epochs: 20, loss: mse, precision: bf16}
+
+``--set`` takes ``section.key=value`` or a bare ``key=value`` (a TrainConfig field, else a model field);
+values are parsed as YAML (``true``, ``1e-3``, ``[32, 64]``). Unknown keys are an error naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from earthport.errors import EarthportError
+
+SECTIONS = ("model", "data", "optimizer", "train")
+LOSSES = ("mse", "relative_l2")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class ConfigKeyError(EarthportError):
+    """A configuration file or override that names an unknown key or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the data path and the model's own hyper-parameters."""
+
+    model: str = "fourcastnet"
+    preset: str = "tiny"
+    channels: tuple[str, ...] | None = None  # default: every prognostic and forcing channel
+    static: tuple[str, ...] = ()  # static fields from DIR/static/NAME.h5 added to the inputs
+    dt: int = 1  # steps between input and target
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    batch_size: int = 4
+    max_epochs: int = 20
+    loss: str = "mse"  # masked MSE, or FourCastNet's relative L2 (LpLoss)
+    precision: str = "fp32"
+    grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
+    rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
+    patience: int = 5  # epochs without a min_delta improvement of the validation loss before stopping
+    min_delta: float = 0.0
+    time_limit: float | None = None  # seconds of training before stopping
+    seed: int = 0
+    deterministic: bool = True
+    compile: bool = False  # torch.compile
+    activation_checkpointing: bool = False
+    device: str = "auto"
+    max_train_samples: int | None = None  # per epoch, evenly spread (quick runs)
+    max_valid_samples: int | None = None
+    checkpoint_every: int = 0  # optimizer steps between mid-epoch checkpoints (0: end of epoch only)
+    model_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigKeyError(f"train.loss {self.loss!r} is not one of {LOSSES}")
+        if self.precision not in PRECISIONS:
+            raise ConfigKeyError(f"train.precision {self.precision!r} is not one of {PRECISIONS}")
+        for name in ("batch_size", "max_epochs", "rollout_steps", "dt"):
+            if getattr(self, name) < 1:
+                raise ConfigKeyError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("channels", "static"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_SECTION_KEYS = {
+    "model": ("model", "preset"),
+    "data": ("channels", "static", "dt", "max_train_samples", "max_valid_samples"),
+    "optimizer": ("lr", "weight_decay", "grad_clip"),
+}
+
+
+def load_train_config(
+    path: str | Path | None = None, sets: Sequence[str] = (), model_fields: Sequence[str] = (), **explicit
+) -> TrainConfig:
+    """TrainConfig from defaults < YAML file < ``--set`` overrides < explicit keyword values (CLI flags
+    such as ``--epochs``; None means "not given"). ``model_fields`` are the model config's field names."""
+    values: dict = {}
+    overrides: dict = {}
+    if path is not None:
+        for key, value in _read_yaml(Path(path)).items():
+            _assign(key, value, values, overrides, model_fields, where=str(path))
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigKeyError(f"--set {item!r} is not key=value")
+        _assign(key.strip(), yaml.safe_load(text), values, overrides, model_fields, where="--set")
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    values = {k: _coerce(k, v, _TRAIN_TYPES.get(k, "")) for k, v in values.items()}
+    return replace(TrainConfig(**values), model_overrides=overrides)
+
+
+_TRAIN_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
+
+
+def _coerce(key: str, value: object, annotation: str) -> object:
+    """YAML reads ``2e-3`` (no dot) as a string: numbers for numeric fields are converted, or named."""
+    if not isinstance(value, str) or not annotation.startswith(("float", "int")):
+        return value
+    try:
+        return float(value) if annotation.startswith("float") else int(value)
+    except ValueError:
+        raise ConfigKeyError(f"{key}={value!r} is not a number ({annotation})") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    """Flatten ``{section: {key: value}}`` into ``{"section.key": value}``; top-level keys pass through."""
+    if not path.exists():
+        raise ConfigKeyError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigKeyError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigKeyError(f"{path}: expected a mapping of sections {SECTIONS}")
+    flat = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _assign(key: str, value: object, values: dict, overrides: dict, model_fields: Sequence[str], where: str) -> None:
+    """Route one ``[section.]key`` to a TrainConfig field or a model override."""
+    section, _, name = key.rpartition(".")
+    if section and section not in SECTIONS:
+        raise ConfigKeyError(f"{where}: unknown section {section!r} in {key!r}; expected one of {SECTIONS}")
+    if section == "model" and name == "name":
+        name = "model"
+    train_fields = {f.name for f in fields(TrainConfig)} - {"model_overrides"}
+    is_model_key = (section == "model" and name not in _SECTION_KEYS["model"]) or (not section and name in model_fields)
+    if is_model_key:
+        if name not in model_fields:
+            raise ConfigKeyError(f"{where}: unknown model key {key!r}; known: {sorted(model_fields)}")
+        overrides[name] = value
+    elif name in train_fields:
+        values[name] = value
+    else:
+        raise ConfigKeyError(f"{where}: unknown key {key!r}; known: {sorted(train_fields | set(model_fields))}")
+
+
+def write_config(path: str | Path, config: TrainConfig) -> None:
+    """The resolved config as YAML in sections, readable back by ``load_train_config``."""
+    from earthport.data.base import write_atomic_text
+
+    data = config.to_dict()
+    model = {"name": data.pop("model"), "preset": data.pop("preset"), **data.pop("model_overrides")}
+    sections = {"model": model}
+    for section in ("data", "optimizer"):
+        sections[section] = {k: _plain(data.pop(k)) for k in _SECTION_KEYS[section]}
+    sections["train"] = {k: _plain(v) for k, v in data.items()}
+    write_atomic_text(Path(path), yaml.safe_dump(sections, sort_keys=False))
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
