@@ -104,7 +104,7 @@ def test_values_equal_a_manual_rollout(atmosphere_run, atmosphere_dir):
 def test_scores_and_record(atmosphere_run, atmosphere_dir):
     _, record, out = atmosphere_run
     scores = pd.read_csv(out / "fc.scores.csv")
-    assert set(scores["forecast"]) == {"model", "persistence", "climatology"} and len(scores) == 3 * 20 * 3
+    assert set(scores["forecast"]) == {"fourcastnet", "persistence", "climatology"} and len(scores) == 3 * 20 * 3
     assert scores[scores["forecast"] == "climatology"]["acc"].isna().all()  # its anomaly is zero: undefined
     # model z500 at the first lead, recomputed from the written file and the truth (wb2 convention)
     data = FcnDirectory(atmosphere_dir)
@@ -112,7 +112,7 @@ def test_scores_and_record(atmosphere_run, atmosphere_dir):
     truth = np.stack([data.series("test").read(s + 2, s + 3)[:, z500] for s in (0, 10, 20)])  # first lead: 2 steps
     with xr.open_dataset(out / "fc.nc") as ds:
         forecast = ds["z500"].values[:, 0, None]
-    row = scores[(scores["forecast"] == "model") & (scores["channel"] == "z500") & (scores["lead_hours"] == 12)]
+    row = scores[(scores["forecast"] == "fourcastnet") & (scores["channel"] == "z500") & (scores["lead_hours"] == 12)]
     np.testing.assert_allclose(row["rmse"].item(), rmse(forecast, truth, data.meta.lat)[0], rtol=1e-4)
     saved = json.loads((out / "fc.record.json").read_text())
     assert saved == record and record["kind"] == "infer" and record["environment"]["torch"] == torch.__version__
@@ -201,7 +201,7 @@ def test_cli(atmosphere_dir, tmp_path, capsys):
             "--latency-repeats", "2"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "model rmse" in text and "persistence acc" in text and "z500" in text and "one step: median" in text
+    assert "fourcastnet rmse" in text and "persistence acc" in text and "z500" in text and "one step: median" in text
     assert (tmp_path / "f.record.json").exists() and (tmp_path / "f.scores.csv").exists()
     assert main(["infer", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(atmosphere_dir), "--steps",
                  "1", "--out", str(tmp_path / "g.nc")]) == 2  # fmt: skip

@@ -50,13 +50,15 @@ def infer(
     fmt: str | None = None,
     convention: str = "wb2",
     latency_repeats: int = 20,
+    label: str | None = None,
     progress: bool = False,
 ) -> dict:
     """Forecast ``steps`` model steps from initial times of ``split``; returns the record written.
 
     Initial times: every ``init_stride``-th valid start, at most ``max_inits`` of them (NVlabs' spacing);
     without a stride, ``max_inits`` starts spread evenly over the split (None: every valid start).
-    ``latency_repeats``: timed single steps (0: not timed, recorded as unavailable).
+    ``latency_repeats``: timed single steps (0: not timed, recorded as unavailable). ``label``: the model's
+    name in the score tables (default: the model's name, e.g. ``fourcastnet``).
     """
     out = Path(out)
     fmt = forecast_format(out, fmt)
@@ -76,6 +78,7 @@ def infer(
     sample = torch.from_numpy(pairs[int(starts[0])][0][None])
     latency = step_latency(run.module, sample, run_device, precision, repeats=latency_repeats)
     scores = pd.concat([s.table(convention) for s in scorers.values()], ignore_index=True)
+    scores["forecast"] = scores["forecast"].replace({"model": label or loaded.model})
     write_scores(scores, sibling(out, "scores.csv"))
     payload = {
         "checkpoint": {"path": str(checkpoint), "source": loaded.source},
