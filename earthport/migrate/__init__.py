@@ -1,0 +1,1 @@
+"""Where the frameworks meet: PyTorch <-> MindSpore conversion, op adapters and parity checks."""
