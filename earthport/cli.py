@@ -55,6 +55,22 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {args.dst} ({args.to})")
 
 
+def _img_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"img size {text!r} is not H,W, e.g. 720,1440") from None
+    return height, width
+
+
+def cmd_convert_weights(args: argparse.Namespace) -> None:
+    from earthport.migrate.convert import convert_file
+
+    report = convert_file(args.src, args.dst, model=args.model, img_size=args.img_size, to=args.to)
+    print(report.summary())
+    print(f"wrote {args.dst}, {args.dst}.report.json and {args.dst}.report.md")
+
+
 def cmd_stats(args: argparse.Namespace) -> None:
     from earthport.data.fcn import FcnDirectory
     from earthport.data.stats import compute_stats
@@ -119,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.config, args.set, model_fields, model=args.model, preset=args.preset, lr=args.lr,
         batch_size=args.batch_size, max_epochs=args.epochs or args.max_epochs, patience=patience,
         time_limit=args.time_limit, device=args.device, precision=args.precision, seed=args.seed,
+        framework=args.framework, ms_mode=args.ms_mode,
     )  # fmt: skip
     record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
     print(
@@ -164,6 +181,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
         convention=args.convention,
         latency_repeats=args.latency_repeats,
         progress=not args.quiet,
+        framework=args.framework,
+        ms_mode=args.ms_mode,
     )
     scores = pd.DataFrame(record["scores"])
     channels = headline_channels(record["data"]["kind"], record["channels"]["output"]) or None
@@ -175,10 +194,71 @@ def cmd_infer(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}, {sibling(args.out, 'scores.csv')} and {sibling(args.out, 'record.json')}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from earthport.workflows.export import export_mindir
+
+    record = export_mindir(args.checkpoint, args.out, batch_size=args.batch_size, device=args.device)
+    shape = "x".join(str(n) for n in record["input"]["shape"])
+    print(f"wrote {args.out} (MindIR, input {shape} float32, {record['output']['bytes'] / 2**20:.1f} MiB)")
+
+
+def _framework_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--framework", choices=["torch", "mindspore"], default=default, help="default torch")
+    p.add_argument("--ms-mode", choices=["graph", "pynative"], default=None if default is None else "graph",
+                   help="MindSpore: compile the step to a graph (default) or run op by op")  # fmt: skip
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from earthport.workflows.demo import run_demo
 
     run_demo(args.out, progress=not args.quiet)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r} is not comma-separated integers, e.g. 1,20,32,64") from None
+    return shape
+
+
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--kwargs {text!r} is not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--kwargs {text!r} is not a JSON object")
+    return value
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from earthport.workflows.verify import verify
+
+    report = verify(
+        args.out, model=args.model, preset=args.preset, data=args.data, checkpoint=args.checkpoint, steps=args.steps,
+        train_steps=args.train_steps, batch_size=args.batch_size, inits=args.inits, lr=args.lr, seed=args.seed,
+    )  # fmt: skip
+    for name, target in report["targets"].items():
+        mark = "ok  " if target["passed"] else "MISS"
+        print(f"{mark} {name}: {target['measured']:.3e} (target <= {target['target']:.0e})")
+    print(f"{'PASSED' if report['passed'] else 'FAILED'}: report {args.out}/verify.md, data {args.out}/verify.json")
+    return 0 if report["passed"] else 1
+
+
+def cmd_scan(args: argparse.Namespace) -> None:
+    from earthport.migrate.scan import scan, write_report
+
+    report = scan(args.model, args.kwargs, args.input_shape, backend=args.backend, probe=not args.no_probe,
+                  core_aten=args.core_aten, progress=not args.quiet)  # fmt: skip
+    md, js = write_report(report, args.out or Path("runs/scan") / report["model"])
+    summary = report["summary"]
+    counts = ", ".join(f"{n} {status}" for status, n in summary["by_status"].items())
+    print(f"{report['model']}: {summary['distinct_ops']} distinct ops ({summary['calls']} calls): {counts}")
+    print(summary["verdict"])
+    print(f"wrote {md} and {js}")
 
 
 def _data_parsers(sub: argparse._SubParsersAction) -> None:
@@ -228,7 +308,7 @@ def _data_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _infer_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", parents=[QUIET], help="forecast from a checkpoint, write the fields, score and time it")
-    p.add_argument("--checkpoint", type=Path, required=True, help="earthport or NVlabs FourCastNet checkpoint")
+    p.add_argument("--checkpoint", type=Path, required=True, help="earthport, NVlabs or MindSpore checkpoint")
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
     p.add_argument("--steps", type=int, required=True, help="model steps to roll out")
     p.add_argument("--out", type=Path, required=True, help="forecast file: .nc (netCDF) or .zarr")
@@ -242,7 +322,41 @@ def _infer_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["netcdf", "zarr"], help="default from the --out suffix")
     p.add_argument("--convention", default="wb2", choices=["wb2", "fcn"], help="RMSE: sqrt of mean, or mean of sqrt")
     p.add_argument("--latency-repeats", type=int, default=20, help="timed single steps (default 20; 0: none)")
+    _framework_arguments(p, "torch")
     p.set_defaults(func=cmd_infer)
+    p = sub.add_parser("export", parents=[QUIET], help="export a checkpoint as MindIR (MindSpore) for deployment")
+    p.add_argument("--checkpoint", type=Path, required=True, help="MindSpore .ckpt/.safetensors or earthport .pt")
+    p.add_argument("--out", type=Path, required=True, help="the .mindir file to write")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size fixed in the graph (default 1)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "npu"])
+    p.set_defaults(func=cmd_export)
+
+
+def _scan_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify", parents=[QUIET], help="prove PyTorch/MindSpore parity: outputs, gradients, losses, skill"
+    )
+    p.add_argument("--model", default="fourcastnet")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", help="FourCastNet-layout data (default: generated on the preset's grid under OUT/data)")
+    p.add_argument("--checkpoint", help="verify these trained weights (earthport or NVlabs checkpoint)")
+    p.add_argument("--steps", type=int, default=10, help="rollout steps (default 10)")
+    p.add_argument("--train-steps", type=int, default=20, help="training steps for the loss curves (default 20)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--inits", type=int, default=4, help="initial times of the rollout (default 4)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("scan", parents=[QUIET], help="ops, MindSpore counterparts, probes and default differences")
+    p.add_argument("model", help="PACKAGE.MODULE:CLASS (or a factory returning a torch.nn.Module)")
+    p.add_argument("--kwargs", type=_json_object, default={}, help="arguments as a JSON object")
+    p.add_argument("--input-shape", type=_shape, required=True, help="example input, e.g. 1,20,32,64")
+    p.add_argument("--backend", default="CPU", choices=["CPU", "GPU", "Ascend"], help="MindSpore backend to probe")
+    p.add_argument("--out", type=Path, help="report directory (default runs/scan/<ClassName>)")
+    p.add_argument("--no-probe", action="store_true", help="skip the MindSpore probes")
+    p.add_argument("--core-aten", action="store_true", help="map core ATen ops (run_decompositions) instead")
+    p.set_defaults(func=cmd_scan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,27 +390,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "npu"])
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest last.*")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total (resumable)")
+    _framework_arguments(p, None)
     p.set_defaults(func=cmd_train)
     _infer_parser(sub)
+    p = sub.add_parser("convert", parents=[QUIET], help="convert weights PyTorch <-> MindSpore, with a mapping report")
+    p.add_argument("src", type=Path, help="torch .pt/.pth/.tar/.ckpt, safetensors, or MindSpore .ckpt")
+    p.add_argument("dst", type=Path, help=".ckpt/.safetensors (MindSpore unless --to torch) or .pt/.pth (torch)")
+    p.add_argument("--model", help="model name (default: as recorded in SRC, else fourcastnet)")
+    p.add_argument("--img-size", type=_img_size, help="H,W of a checkpoint without config (default: a 1:2 grid)")
+    p.add_argument("--to", choices=["torch", "mindspore"], help="target framework (default from DST's extension)")
+    p.set_defaults(func=cmd_convert_weights)
     p = sub.add_parser(
         "demo", parents=[QUIET], help="the main job on built-in data: generate, evaluate, print the skill tables"
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.set_defaults(func=cmd_demo)
+    _scan_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], None] = args.func
+    handler: Callable[[argparse.Namespace], int | None] = args.func
     try:
-        handler(args)
+        status = handler(args)
     except EarthportError as err:
         print(f"earthport: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ class ModelEntry:
     config: str  # "module:Class" of the framework-free config dataclass
     torch: str  # "module:Class" of the torch nn.Module
     presets: str  # "module:NAME" of the preset dict
+    mindspore: str = ""  # "module:Class" of the MindSpore nn.Cell ("" when there is none)
+    mindspore_float32: tuple[str, ...] = ()  # "module:Class" of cells that stay float32 under mixed precision
 
 
 MODELS = {
@@ -20,6 +22,8 @@ MODELS = {
         config="earthport.models.fourcastnet.config:FourCastNetConfig",
         torch="earthport.models.fourcastnet.torch:FourCastNet",
         presets="earthport.models.fourcastnet.config:PRESETS",
+        mindspore="earthport.models.fourcastnet.mindspore:FourCastNet",
+        mindspore_float32=("earthport.models.fourcastnet.mindspore:AFNO2D",),  # fp32 spectral filter, as torch
     ),
 }
 
@@ -48,3 +52,15 @@ def preset(model: str, name: str):
 
 def torch_module(model: str):
     return _resolve(entry(model).torch)
+
+
+def mindspore_module(model: str):
+    """The model's MindSpore Cell class (importing it imports MindSpore)."""
+    target = entry(model).mindspore
+    if not target:
+        raise EarthportError(f"model {model!r} has no MindSpore implementation")
+    return _resolve(target)
+
+
+def mindspore_float32_cells(model: str) -> tuple[type, ...]:
+    return tuple(_resolve(target) for target in entry(model).mindspore_float32)

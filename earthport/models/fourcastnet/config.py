@@ -75,3 +75,16 @@ PRESETS: dict[str, FourCastNetConfig] = {
     "small": FourCastNetConfig(img_size=(64, 128), patch_size=4, embed_dim=256, depth=6, num_blocks=8),
     "paper": FourCastNetConfig(),
 }
+
+
+def kept_region(height: int, width: int, fraction: float) -> tuple[slice, slice]:
+    """Rows and columns of the rfft2 spectrum [height, width // 2 + 1] that AFNO2D processes.
+
+    NVlabs' rule: ``total = height // 2 + 1``, ``kept = int(total * fraction)``; rows ``total - kept``
+    to ``total + kept`` and columns ``:kept``. With fraction 1 that is every row but only the first
+    ``height // 2 + 1`` columns; with fraction < 1 the rows kept are those *around* index ``total`` of
+    torch's FFT order, i.e. the highest latitudinal frequencies, not the lowest. Kept as published.
+    """
+    total = height // 2 + 1
+    kept = int(total * fraction)
+    return slice(max(total - kept, 0), min(total + kept, height)), slice(0, min(kept, width // 2 + 1))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from earthport.models.fourcastnet.config import FourCastNetConfig
+from earthport.models.fourcastnet.config import FourCastNetConfig, kept_region
 
 
 class Mlp(nn.Module):
@@ -28,19 +28,6 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., in_features]."""
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-def kept_region(height: int, width: int, fraction: float) -> tuple[slice, slice]:
-    """Rows and columns of the rfft2 spectrum [height, width // 2 + 1] that AFNO2D processes.
-
-    NVlabs' rule: ``total = height // 2 + 1``, ``kept = int(total * fraction)``; rows ``total - kept``
-    to ``total + kept`` and columns ``:kept``. With fraction 1 that is every row but only the first
-    ``height // 2 + 1`` columns; with fraction < 1 the rows kept are those *around* index ``total`` of
-    torch's FFT order, i.e. the highest latitudinal frequencies, not the lowest. Kept as published.
-    """
-    total = height // 2 + 1
-    kept = int(total * fraction)
-    return slice(max(total - kept, 0), min(total + kept, height)), slice(0, min(kept, width // 2 + 1))
 
 
 class AFNO2D(nn.Module):

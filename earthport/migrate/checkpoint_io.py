@@ -1,0 +1,236 @@
+"""Weight files of either framework, read into numpy and written back atomically.
+
+Formats, told apart by content (the extension only chooses what to write):
+
+- **torch** (a zip, or a legacy pickle; ``.pt``, ``.pth``, ``.tar``, ``.ckpt``): a bare state dict, an NVlabs
+  ``{"model_state": ...}`` (DDP's ``module.`` prefix removed) or an earthport checkpoint (``format`` key, with
+  ``model``, ``config`` and, for training, ``optimizer``); read with ``torch.load(weights_only=True)``.
+- **safetensors** (8-byte header length, then JSON): torch's or MindSpore's. The metadata earthport writes says
+  which (``framework``, ``model``, ``config``, ``kind``, ``extra``, ``optimizer``); otherwise ``format``
+  (``pt`` / ``ms``, as ``safetensors.torch`` and MindSpore write it), else the names (``gamma``/``beta`` ->
+  MindSpore), else unknown (the caller decides from the direction asked).
+- **MindSpore .ckpt** (protobuf, not a zip): ``ms.save_checkpoint`` / ``ms.load_checkpoint``; earthport's
+  metadata travels in ``append_dict`` as ``earthport_<key>`` strings.
+
+Optimizer state in the flat formats (safetensors, MindSpore .ckpt) is stored as MindSpore's AdamW names its own
+Parameters (``exp_avg.<name>``, ``exp_avg_sq.<name>``, ``state_step``) with the hyper-parameters in metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earthport.errors import DataError
+from earthport.migrate.optimizer import split_optimizer_tensors
+from earthport.migrate.transfer import tensor_to_numpy
+from earthport.runtime.imports import MissingDependency
+
+META_KEYS = ("framework", "model", "config", "kind", "extra", "optimizer")
+CKPT_PREFIX = "earthport_"
+MODEL_KEYS = ("format", "model", "config", "model_state", "optimizer")
+MINDSPORE_NAMES = (".gamma", ".beta", ".moving_mean", ".moving_variance", ".embedding_table")
+
+
+@dataclass
+class WeightsFile:
+    """A weight file's content: ``state`` in its framework's names; ``optimizer`` either
+    ``{"torch_state_dict": ...}`` (torch files) or ``{"tensors": {...}, "hyper": {...}}`` (flat files)."""
+
+    path: Path
+    container: str  # "torch", "safetensors" or "mindspore-ckpt"
+    framework: str | None  # "torch", "mindspore", or None where the file does not tell
+    state: dict[str, np.ndarray]
+    kind: str = "state_dict"  # "earthport", "nvlabs" or "state_dict": how torch files are laid out
+    model: str | None = None
+    config: dict | None = None
+    optimizer: dict | None = None
+    extra: dict = field(default_factory=dict)  # JSON-able training entries (data, scheduler, ...) carried along
+    notes: list[str] = field(default_factory=list)
+
+
+def detect(path: Path) -> str:
+    """The container of ``path`` from its first bytes: "safetensors", "torch" or "mindspore-ckpt"."""
+    if not path.is_file():
+        raise DataError(path, "weight file not found")
+    with path.open("rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= size:
+        return "safetensors"
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80":  # torch's zip format, or its legacy pickle
+        return "torch"
+    if head[:1] == b"\n":  # protobuf: field 1 (the tensor list), length-delimited
+        return "mindspore-ckpt"
+    raise DataError(path, "not a torch file (zip or pickle), safetensors, or MindSpore .ckpt (protobuf)")
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """The tensors, metadata and optimizer state of a weight file of either framework."""
+    path = Path(path)
+    container = detect(path)
+    reader = {"torch": _read_torch, "safetensors": _read_safetensors, "mindspore-ckpt": _read_mindspore_ckpt}
+    return reader[container](path)
+
+
+def _read_torch(path: Path) -> WeightsFile:
+    from earthport.checkpoint import is_earthport, load_checkpoint
+
+    payload = load_checkpoint(path)
+    if is_earthport(payload):
+        out = WeightsFile(path, "torch", "torch", _numpy(path, payload.get("model_state")), kind="earthport")
+        out.model, out.config = payload.get("model"), payload.get("config")
+        if "optimizer" in payload:
+            out.optimizer = {"torch_state_dict": payload["optimizer"]}
+        out.extra = _json_extras(payload, out.notes)
+        return out
+    if "model_state" in payload:
+        out = WeightsFile(path, "torch", "torch", _numpy(path, payload["model_state"]), kind="nvlabs")
+        out.model, out.config = payload.get("model"), payload.get("config")
+        dropped = sorted(set(payload) - {"model_state", "model", "config"})
+        if dropped:
+            out.notes.append(f"not converted (NVlabs training state): {', '.join(dropped)}")
+    else:
+        out = WeightsFile(path, "torch", "torch", _numpy(path, payload))
+    out.state = _strip_ddp(out.state, out.notes)
+    return out
+
+
+def _numpy(path: Path, state: object) -> dict[str, np.ndarray]:
+    if not isinstance(state, dict) or not state:
+        raise DataError(path, "holds no state dict (tensors, a 'model_state' entry or an earthport checkpoint)")
+    return {str(name): tensor_to_numpy(value, f"{path}: {name}") for name, value in state.items()}
+
+
+def _strip_ddp(state: dict[str, np.ndarray], notes: list[str]) -> dict[str, np.ndarray]:
+    prefixed = [name for name in state if name.startswith("module.")]
+    if prefixed:
+        notes.append(f"removed DDP's 'module.' prefix from {len(prefixed)} of {len(state)} names")
+    return {name.removeprefix("module."): value for name, value in state.items()}
+
+
+def _json_extras(payload: dict, notes: list[str]) -> dict:
+    """Entries beside the model and optimizer that JSON can carry (data, train_config, scheduler, ...)."""
+    extra, dropped = {}, []
+    for key, value in payload.items():
+        if key in MODEL_KEYS:
+            continue
+        try:
+            json.dumps(value)
+            extra[key] = value
+        except (TypeError, ValueError):
+            dropped.append(key)
+    if dropped:
+        notes.append(f"not converted (framework-specific, e.g. RNG states): {', '.join(sorted(dropped))}")
+    return extra
+
+
+def _from_meta(out: WeightsFile, meta: dict[str, str]) -> WeightsFile:
+    """Apply earthport's metadata (JSON strings) and split optimizer tensors from the model's."""
+    out.model = meta.get("model")
+    out.kind = meta.get("kind", out.kind)
+    out.config = json.loads(meta["config"]) if "config" in meta else None
+    out.extra = json.loads(meta["extra"]) if "extra" in meta else {}
+    if "optimizer" in meta:
+        out.state, tensors = split_optimizer_tensors(out.state)
+        out.optimizer = {"tensors": tensors, "hyper": json.loads(meta["optimizer"])}
+    return out
+
+
+def _guess_framework(meta: dict[str, str], names: list[str]) -> str | None:
+    if meta.get("framework") in ("torch", "mindspore"):
+        return meta["framework"]
+    if meta.get("format") in ("pt", "ms"):
+        return {"pt": "torch", "ms": "mindspore"}[meta["format"]]
+    return "mindspore" if any(name.endswith(MINDSPORE_NAMES) for name in names) else None
+
+
+def _safetensors() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise MissingDependency("safetensors files need the safetensors package: `pip install safetensors`") from None
+    return safetensors
+
+
+def _read_safetensors(path: Path) -> WeightsFile:
+    safetensors = _safetensors()
+    try:
+        with safetensors.safe_open(str(path), framework="np") as f:
+            meta = dict(f.metadata() or {})
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except (safetensors.SafetensorError, TypeError, ValueError) as err:
+        raise DataError(path, f"cannot be read as safetensors ({err})") from None
+    out = WeightsFile(path, "safetensors", _guess_framework(meta, list(state)), state)
+    return _from_meta(out, meta)
+
+
+def _read_mindspore_ckpt(path: Path) -> WeightsFile:
+    from earthport.runtime.imports import import_mindspore
+
+    ms = import_mindspore()
+    try:
+        loaded = ms.load_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError) as err:
+        raise DataError(path, f"cannot be read as a MindSpore checkpoint ({err})") from None
+    meta = {k.removeprefix(CKPT_PREFIX): v for k, v in loaded.items() if k.startswith(CKPT_PREFIX)}
+    state = {k: v.asnumpy().copy() for k, v in loaded.items() if not k.startswith(CKPT_PREFIX)}
+    return _from_meta(WeightsFile(path, "mindspore-ckpt", "mindspore", state), meta)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` next to ``path``, then rename over it: a crash never leaves half a file at ``path``.
+    The file gets the usual permissions (MindSpore makes its checkpoints read-only, safetensors private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{path.suffix}")  # keeps the suffix MindSpore insists on
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def metadata(framework: str, model: str, config: dict, kind: str, extra: dict, hyper: dict | None) -> dict[str, str]:
+    """earthport's metadata for a flat file, every value a string."""
+    meta = {"framework": framework, "model": model, "config": json.dumps(config), "kind": kind}
+    if extra:
+        meta["extra"] = json.dumps(extra)
+    if hyper is not None:
+        meta["optimizer"] = json.dumps(hyper)
+    return meta
+
+
+def write_safetensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+    """safetensors with earthport's metadata and ``format`` as torch (``pt``) and MindSpore (``ms``) write it;
+    MindSpore's ``load_checkpoint(format="safetensors")`` reads it."""
+    save_file = _safetensors().numpy.save_file
+    tag = {"torch": "pt", "mindspore": "ms"}[meta["framework"]]
+    arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": tag, **meta}))
+
+
+def write_mindspore_ckpt(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+    """A MindSpore protobuf checkpoint; ``ms.load_checkpoint`` returns the tensors as Parameters and the metadata
+    as ``earthport_<key>`` strings."""
+    from earthport.runtime.imports import import_mindspore
+
+    ms = import_mindspore()
+    items = [{"name": name, "data": ms.Tensor(np.array(value, copy=True))} for name, value in tensors.items()]
+    append = {CKPT_PREFIX + key: value for key, value in meta.items()}
+    atomic_write(path, lambda tmp: ms.save_checkpoint(items, str(tmp), append_dict=append))
+
+
+def write_torch(path: Path, payload: dict) -> None:
+    """``torch.save(payload)`` atomically (a zip file whatever the extension, ``.ckpt`` included)."""
+    import torch
+
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))

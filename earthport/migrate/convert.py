@@ -1,0 +1,201 @@
+"""``earthport convert``: a weight file of one framework to the other, checked tensor by tensor, with a report.
+
+The source's framework comes from its content (``checkpoint_io.detect``), the target's from ``to`` or the
+destination's extension. The target model is built from the config (the file's own, or read off the tensor
+shapes) and the weights must fill it exactly (``weights.convert_state``); an earthport training checkpoint's
+AdamW state travels too, through ``optimizer``'s neutral form. ``DST.report.json`` and ``DST.report.md`` are
+written beside the destination, also when the conversion fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earthport.errors import EarthportError
+from earthport.migrate import checkpoint_io as io
+from earthport.migrate.optimizer import (
+    STEP,
+    OptimizerStateError,
+    neutral_to_tensors,
+    neutral_to_torch_adamw,
+    tensors_to_neutral,
+    torch_adamw_to_neutral,
+)
+from earthport.migrate.transfer import expected_mindspore, expected_torch
+from earthport.migrate.weights import ConversionError, ConversionReport, convert_state, rename_all
+from earthport.models import registry
+
+SUFFIXES = {".ckpt": "mindspore", ".safetensors": "mindspore", ".pt": "torch", ".pth": "torch", ".tar": "torch"}
+
+
+def target_framework(dst: Path, to: str | None) -> str:
+    """``to``, or the framework ``dst``'s extension implies (.ckpt / .safetensors: mindspore, .pt / .pth: torch)."""
+    if to is None:
+        if dst.suffix not in SUFFIXES:
+            raise EarthportError(f"{dst}: no target framework for {dst.suffix!r} files; give --to torch|mindspore")
+        return SUFFIXES[dst.suffix]
+    if to not in ("torch", "mindspore"):
+        raise EarthportError(f"--to {to!r}: expected torch or mindspore")
+    if to == "mindspore" and dst.suffix not in (".ckpt", ".safetensors"):
+        raise EarthportError(f"{dst}: MindSpore weights are written as .ckpt or .safetensors, not {dst.suffix!r}")
+    return to
+
+
+def convert_file(
+    src: str | Path, dst: str | Path, model: str | None = None, img_size: tuple[int, int] | None = None,
+    to: str | None = None,
+) -> ConversionReport:  # fmt: skip
+    """Convert ``src`` to ``dst`` (see the module docstring); returns the report, or raises ConversionError
+    (carrying it) when the weights do not fill the target model exactly."""
+    src, dst = Path(src), Path(dst)
+    target = target_framework(dst, to)
+    source = io.read_weights(src)
+    framework = source.framework or ("torch" if target == "mindspore" else "mindspore")
+    told = "as recorded" if source.framework else f"assumed, as the target is {target}"
+    notes = [f"source {src}: {source.container} file, {source.kind}, {framework} weights ({told})", *source.notes]
+    if framework == target:
+        raise EarthportError(f"{src} already holds {target} weights; nothing to convert (give --to for the other side)")
+    if source.extra.pop("rng", None) is not None:
+        notes.append("not converted: rng (each framework's random generators have their own state)")
+    name = _model_name(source, model)
+    config = _config(name, source, img_size, notes)
+    torch_net = _build(registry.torch_module(name), config, src) if target == "torch" or source.optimizer else None
+    if target == "torch":
+        expected = expected_torch(torch_net)
+    else:
+        expected = expected_mindspore(_build(registry.mindspore_module(name), config, src, lazy=True))
+    direction = "torch_to_mindspore" if target == "mindspore" else "mindspore_to_torch"
+    try:
+        converted, report = convert_state(source.state, name, direction, expected)
+    except ConversionError as err:
+        err.report.notes[:0] = notes
+        markdown = write_report(dst, err.report)[1]
+        raise ConversionError(err.report, f"; full report in {markdown}") from None
+    report.notes[:0] = notes
+    neutral = _neutral(source, name, torch_net, report.notes) if torch_net is not None and source.optimizer else None
+    param_names = [n for n, _ in torch_net.named_parameters()] if torch_net is not None else []
+    _write(dst, target, converted, name, config.to_dict(), source, neutral, param_names)
+    write_report(dst, report)
+    return report
+
+
+def _build(cls: Any, config: Any, src: Path, lazy: bool = False) -> Any:
+    """The target model from ``config``; a config read off damaged shapes may not build (e.g. 0 channels).
+    ``lazy``: a MindSpore model whose Parameters are never initialised (only their names, shapes and dtypes
+    are needed; initialising the paper model takes MindSpore seconds)."""
+    context: Any = contextlib.nullcontext()
+    if lazy:
+        try:
+            from mindspore.nn.utils import no_init_parameters
+
+            context = no_init_parameters()
+        except ImportError:  # MindSpore before 2.5
+            pass
+    try:
+        with context:
+            return cls(config)
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise EarthportError(f"{src}: cannot build {cls.__module__}.{cls.__name__} from {config} ({err})") from None
+
+
+def _model_name(source: io.WeightsFile, model: str | None) -> str:
+    if model and source.model and model != source.model:
+        raise EarthportError(f"{source.path} holds a {source.model!r} model, not {model!r}")
+    name = model or source.model or "fourcastnet"
+    registry.entry(name)
+    return name
+
+
+def _config(name: str, source: io.WeightsFile, img_size: tuple[int, int] | None, notes: list[str]) -> Any:
+    """The file's config, else (FourCastNet) one read off the shapes with ``img_size`` or an assumed 1:2 grid."""
+    cls = registry.config_class(name)
+    if source.config is not None:
+        config = cls.from_dict(source.config)
+        if img_size is not None and tuple(img_size) != tuple(config.img_size):
+            raise EarthportError(f"{source.path} records img_size {config.img_size}, not the {img_size} given")
+        notes.append(f"config as recorded in {source.path.name}")
+        return config
+    if name != "fourcastnet":
+        raise EarthportError(f"{source.path}: no config recorded and none can be read off {name} tensor shapes")
+    from earthport.models.fourcastnet.nvlabs import config_from_state
+
+    if img_size is None and {"pos_embed", "patch_embed.proj.weight"} <= source.state.keys():
+        img_size = _one_to_two(source)
+        notes.append(f"img_size {img_size} assumed from pos_embed (a 1:2 grid, as every FourCastNet's)")
+    config = config_from_state(source.state, img_size)
+    notes.append("config read off the tensor shapes; sparsity_threshold and hard_thresholding_fraction are NVlabs'")
+    return config
+
+
+def _one_to_two(source: io.WeightsFile) -> tuple[int, int]:
+    tokens = int(source.state["pos_embed"].shape[1])
+    patch = int(source.state["patch_embed.proj.weight"].shape[-1])
+    rows = math.isqrt(tokens // 2)
+    if 2 * rows * rows != tokens:
+        raise EarthportError(
+            f"{source.path}: pos_embed holds {tokens} patches of {patch} x {patch}, not an h x 2h grid; "
+            "give the grid with --img-size H,W"
+        )
+    return rows * patch, 2 * rows * patch
+
+
+def _neutral(source: io.WeightsFile, name: str, torch_net: Any, notes: list[str]) -> dict:
+    """The source's AdamW state in the neutral form (torch names), checked against the torch model's shapes."""
+    assert source.optimizer is not None
+    names = [n for n, _ in torch_net.named_parameters()]
+    if "torch_state_dict" in source.optimizer:
+        neutral = torch_adamw_to_neutral(source.optimizer["torch_state_dict"], names)
+    else:
+        tensors = source.optimizer["tensors"]
+        params = sorted({key.partition(".")[2] for key in tensors if key != STEP})
+        name_map = rename_all(params, name, "mindspore_to_torch") if source.framework == "mindspore" else {}
+        neutral = tensors_to_neutral(tensors, source.optimizer["hyper"], name_map)
+    specs = expected_torch(torch_net)
+    for param, moments in neutral["params"].items():
+        for key, value in moments.items():
+            if param not in specs or (tuple(value.shape), np.dtype(value.dtype).name) != specs[param]:
+                raise OptimizerStateError(f"optimizer {key} for {param}: {value.dtype}{list(value.shape)} does not "
+                                          f"fit the model's {specs.get(param, 'absent parameter')}")  # fmt: skip
+    notes.append(f"AdamW state converted: step {neutral['step']}, {len(neutral['params'])} of {len(names)} parameters")
+    return neutral
+
+
+def _write(
+    dst: Path, target: str, converted: dict[str, np.ndarray], name: str, config: dict, source: io.WeightsFile,
+    neutral: dict | None, param_names: list[str],
+) -> None:  # fmt: skip
+    """The converted weights (and optimizer) in ``dst``'s format for ``target``."""
+    if target == "mindspore" or dst.suffix == ".safetensors":
+        tensors = dict(converted)
+        if neutral is not None:
+            name_map = rename_all(list(neutral["params"]), name, "torch_to_mindspore") if target == "mindspore" else {}
+            tensors.update(neutral_to_tensors(neutral, name_map))
+        meta = io.metadata(target, name, config, source.kind, source.extra, neutral["hyper"] if neutral else None)
+        write = io.write_safetensors if dst.suffix == ".safetensors" else io.write_mindspore_ckpt
+        write(dst, tensors, meta)
+        return
+    import torch
+
+    from earthport.checkpoint import FORMAT
+
+    state = {key: torch.from_numpy(np.array(value, copy=True)) for key, value in converted.items()}
+    payload: dict = {"model_state": state, "model": name, "config": config}
+    if source.kind == "earthport":
+        payload = {"format": FORMAT, **payload, **source.extra}
+    if neutral is not None:
+        payload["optimizer"] = neutral_to_torch_adamw(neutral, param_names)
+    io.write_torch(dst, payload)
+
+
+def write_report(dst: Path, report: ConversionReport) -> tuple[Path, Path]:
+    """``DST.report.json`` and ``DST.report.md``, written atomically."""
+    paths = dst.with_name(dst.name + ".report.json"), dst.with_name(dst.name + ".report.md")
+    io.atomic_write(paths[0], lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=1) + "\n"))
+    io.atomic_write(paths[1], lambda tmp: tmp.write_text(report.to_markdown() + "\n"))
+    return paths
