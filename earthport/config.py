@@ -24,6 +24,9 @@ from earthport.errors import EarthportError
 SECTIONS = ("model", "data", "optimizer", "train")
 LOSSES = ("mse", "relative_l2")
 PRECISIONS = ("fp32", "bf16", "fp16")
+FRAMEWORKS = ("torch", "mindspore")
+MS_MODES = ("graph", "pynative")
+CHECKPOINT_FORMATS = ("ckpt", "safetensors")
 
 
 class ConfigKeyError(EarthportError):
@@ -55,6 +58,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile
     activation_checkpointing: bool = False
     device: str = "auto"
+    framework: str = "torch"  # or "mindspore"
+    ms_mode: str = "graph"  # MindSpore: the train step compiled (mindspore.jit) or run op by op ("pynative")
+    ms_threads: int | None = None  # MindSpore CPU kernel threads (None: MindSpore's default); once per process
+    checkpoint_format: str = "ckpt"  # MindSpore checkpoints: "ckpt" (protobuf) or "safetensors"
     max_train_samples: int | None = None  # per epoch, evenly spread (quick runs)
     max_valid_samples: int | None = None
     checkpoint_every: int = 0  # optimizer steps between mid-epoch checkpoints (0: end of epoch only)
@@ -65,6 +72,13 @@ class TrainConfig:
             raise ConfigKeyError(f"train.loss {self.loss!r} is not one of {LOSSES}")
         if self.precision not in PRECISIONS:
             raise ConfigKeyError(f"train.precision {self.precision!r} is not one of {PRECISIONS}")
+        for name, allowed in (
+            ("framework", FRAMEWORKS),
+            ("ms_mode", MS_MODES),
+            ("checkpoint_format", CHECKPOINT_FORMATS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigKeyError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
         for name in ("batch_size", "max_epochs", "rollout_steps", "dt"):
             if getattr(self, name) < 1:
                 raise ConfigKeyError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -6,7 +6,9 @@ and write the run record.
     <out stem>.scores.csv    RMSE and ACC per forecast (model, persistence, climatology), channel and lead
     <out stem>.record.json   the run record (``earthport.records``)
 
-Memory holds one batch of rollouts; forecasts are written and scored batch by batch.
+Memory holds one batch of rollouts; forecasts are written and scored batch by batch. The framework part —
+loading the model, rolling out one batch, timing one step, memory — is a ``Forecaster`` (``infer_torch``,
+``infer_mindspore``), imported only for the framework asked for; the rest is framework-free.
 """
 
 from __future__ import annotations
@@ -15,24 +17,59 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import torch
 
+from earthport.config import FRAMEWORKS
 from earthport.data.fcn import FcnDirectory
 from earthport.data.forecasts import forecast_format, forecast_writer
 from earthport.data.samples import SamplePairs
-from earthport.errors import DataError
+from earthport.errors import DataError, EarthportError
 from earthport.metrics import LeadScorer
 from earthport.progress import progress_bar
 from earthport.records import read_record, timing_summary, write_record
-from earthport.runtime.torch import Device, autocast, peak_memory, reset_peak_memory, select_device, synchronize
 from earthport.workflows.evaluate import open_fcn, write_scores
-from earthport.workflows.load_model import LoadedModel, load_model
-from earthport.workflows.torch_rollout import rollout
+from earthport.workflows.model_spec import LoadedModel
 
 FORECASTS = ("model", "persistence", "climatology")
+
+
+class Forecaster(Protocol):
+    """The framework part of inference, on one device at one precision (refused at construction if it cannot
+    run there). Arrays in and out are numpy float32, normalised: inputs [B, in, H, W], forcings
+    [B, steps, forcing, H, W] or None, predictions [B, steps, out, H, W]."""
+
+    framework: str
+
+    def load(self, checkpoint: str | Path, data: FcnDirectory, overrides: dict | None) -> LoadedModel: ...
+
+    def rollout(self, inputs: np.ndarray, steps: int, forcings: np.ndarray | None) -> np.ndarray: ...
+
+    def step(self, inputs: np.ndarray) -> Callable[[], None]: ...  # one synchronised model step, for timing
+
+    def reset_peak_memory(self) -> None: ...
+
+    def peak_memory(self) -> dict: ...
+
+    def describe(self) -> dict: ...  # "device", and the framework's own record entries
+
+
+def make_forecaster(framework: str, device: str, precision: str, ms_mode: str = "graph") -> Forecaster:
+    """The ``framework``'s forecaster on ``device`` at ``precision`` (MindSpore: ``ms_mode`` graph or pynative)."""
+    if framework == "torch":
+        from earthport.workflows.infer_torch import TorchForecaster
+
+        return TorchForecaster(device, precision)
+    if framework == "mindspore":
+        from earthport.runtime.imports import import_mindspore
+
+        import_mindspore()  # one line saying how to install it
+        from earthport.workflows.infer_mindspore import MindSporeForecaster
+
+        return MindSporeForecaster(device, precision, ms_mode)
+    raise EarthportError(f"unknown framework {framework!r}; expected one of {list(FRAMEWORKS)}")
 
 
 def infer(
@@ -52,35 +89,37 @@ def infer(
     latency_repeats: int = 20,
     label: str | None = None,
     progress: bool = False,
+    framework: str = "torch",
+    ms_mode: str = "graph",
 ) -> dict:
     """Forecast ``steps`` model steps from initial times of ``split``; returns the record written.
 
     Initial times: every ``init_stride``-th valid start, at most ``max_inits`` of them (NVlabs' spacing);
     without a stride, ``max_inits`` starts spread evenly over the split (None: every valid start).
     ``latency_repeats``: timed single steps (0: not timed, recorded as unavailable). ``label``: the model's
-    name in the score tables (default: the model's name, e.g. ``fourcastnet``).
+    name in the score tables (default: the model's name, e.g. ``fourcastnet``). ``framework``: torch or
+    mindspore (``ms_mode``: graph or pynative); either loads either framework's checkpoints.
     """
     out = Path(out)
     fmt = forecast_format(out, fmt)
     if steps < 1 or batch_size < 1:
         raise DataError("infer", f"steps and batch size must be >= 1, got steps={steps}, batch size={batch_size}")
-    loaded = load_model(checkpoint, open_fcn(data), overrides)
+    forecaster = make_forecaster(framework, device, precision, ms_mode)  # refuses what cannot run, before work
+    loaded = forecaster.load(checkpoint, open_fcn(data), overrides)
     pairs, dataset = forecast_pairs(loaded, data, split, steps)
     starts = initial_conditions(len(pairs), max_inits, init_stride, where=dataset.root / split)
-    run_device = select_device(device)
-    autocast(run_device, precision)  # refuses fp16 on a CPU before any work
-    run = Rollouts(loaded, pairs, dataset, run_device, precision)
-    reset_peak_memory(run_device)
+    run = Rollouts(loaded, pairs, dataset, forecaster, precision)
+    forecaster.reset_peak_memory()
     began = time.perf_counter()
     scorers = run.forecast(starts, out, fmt, batch_size, _file_attrs(checkpoint, loaded, dataset), progress)
     rollout_s = time.perf_counter() - began
-    memory = peak_memory(run_device)
-    sample = torch.from_numpy(pairs[int(starts[0])][0][None])
-    latency = step_latency(run.module, sample, run_device, precision, repeats=latency_repeats)
+    memory = forecaster.peak_memory()
+    latency = time_calls(forecaster.step(pairs[int(starts[0])][0][None]), repeats=latency_repeats)
     scores = pd.concat([s.table(convention) for s in scorers.values()], ignore_index=True)
     scores["forecast"] = scores["forecast"].replace({"model": label or loaded.model})
     write_scores(scores, sibling(out, "scores.csv"))
     payload = {
+        "framework": forecaster.framework,
         "checkpoint": {"path": str(checkpoint), "source": loaded.source},
         **run.describe(starts, split),
         "batch_size": batch_size,
@@ -105,9 +144,11 @@ def sibling(out: str | Path, suffix: str) -> Path:
 class Rollouts:
     """Forecasts of one model on one data set: rolled out, written and scored one batch at a time."""
 
-    def __init__(self, loaded: LoadedModel, pairs: SamplePairs, dataset: FcnDirectory, device: Device, precision: str):
-        self.loaded, self.pairs, self.dataset, self.device, self.precision = loaded, pairs, dataset, device, precision
-        self.module = loaded.module.to(device.torch).eval()
+    def __init__(
+        self, loaded: LoadedModel, pairs: SamplePairs, dataset: FcnDirectory, forecaster: Forecaster, precision: str
+    ):
+        self.loaded, self.pairs, self.dataset, self.forecaster = loaded, pairs, dataset, forecaster
+        self.precision = precision
         self.clim = dataset.stats().time_means[0][pairs.prognostic, : pairs.rows]  # [out_channel, rows, lon]
 
     def lead_hours(self, steps: int) -> list[int]:
@@ -125,7 +166,7 @@ class Rollouts:
             "model": loaded.model,
             "config": loaded.config.to_dict(),
             "data": {**data, "grid": [self.pairs.rows, meta.lon.size], "time_step_hours": meta.time_step_hours},
-            "device": self.device.to_dict(),
+            **self.forecaster.describe(),  # "device", and e.g. "mindspore": mode, amp, threads
             "precision": self.precision,
             "channels": {"input": loaded.input_channels, "output": loaded.output_channels, "static": loaded.static},
             "steps": steps,
@@ -149,7 +190,7 @@ class Rollouts:
         ):
             for first in range(0, len(starts), batch_size):
                 batch = starts[first : first + batch_size]
-                inputs, truth, forecast = forecast_batch(self.module, pairs, batch, steps, self.device, self.precision)
+                inputs, truth, forecast = forecast_batch(self.forecaster, pairs, batch, steps)
                 write(init_times[first : first + len(batch)], _masked(forecast, pairs))
                 _score(scorers, forecast, truth, pairs.denormalise(inputs[:, : pairs.out_channels]), self.clim)
                 bar.advance(len(batch))
@@ -190,7 +231,7 @@ def initial_conditions(n: int, max_inits: int | None, stride: int | None, where:
 
 
 def forecast_batch(
-    module: torch.nn.Module, pairs: SamplePairs, batch: np.ndarray, steps: int, device: Device, precision: str
+    forecaster: Forecaster, pairs: SamplePairs, batch: np.ndarray, steps: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Roll samples ``batch`` out: (normalised inputs [B, in, H, W], truth and forecast in physical units
     [B, steps, out, H, W])."""
@@ -198,40 +239,26 @@ def forecast_batch(
     inputs = np.stack([x for x, _ in items])
     targets = np.stack([y for _, y in items])  # [B, steps, prognostic + forcing, H, W]
     truth = pairs.denormalise(targets[:, :, : pairs.out_channels])
-    forcings = torch.from_numpy(targets[:, :, pairs.out_channels :]).to(device.torch) if pairs.forcing else None
-    with torch.no_grad(), autocast(device, precision):
-        predicted = rollout(module, torch.from_numpy(inputs).to(device.torch), steps, forcings)
-    forecast = pairs.denormalise(predicted.float().cpu().numpy())
+    forcings = np.ascontiguousarray(targets[:, :, pairs.out_channels :]) if pairs.forcing else None
+    forecast = pairs.denormalise(forecaster.rollout(inputs, steps, forcings))
     return inputs, truth, forecast
 
 
-def step_latency(
-    module: torch.nn.Module,
-    inputs: torch.Tensor,
-    device: Device,
-    precision: str,
-    warmup: int = 3,
-    repeats: int = 20,
-    budget_s: float = 10.0,
-) -> list[float]:
-    """Seconds per ``module(inputs)`` call (inputs [1, in, H, W]) after ``warmup`` calls, synchronised
-    around each; stops after ``repeats`` calls or once ``budget_s`` seconds have been spent timing."""
+def time_calls(call: Callable[[], None], warmup: int = 3, repeats: int = 20, budget_s: float = 10.0) -> list[float]:
+    """Seconds per ``call()`` (one synchronised model step) after ``warmup`` calls; stops after ``repeats``
+    calls or once ``budget_s`` seconds have been spent timing."""
     seconds: list[float] = []
     if repeats < 1:
         return seconds
-    inputs = inputs.to(device.torch)
-    with torch.no_grad(), autocast(device, precision):
-        for _ in range(warmup):
-            module(inputs)
-        deadline = time.perf_counter() + budget_s
-        for _ in range(repeats):
-            synchronize(device)
-            start = time.perf_counter()
-            module(inputs)
-            synchronize(device)
-            seconds.append(time.perf_counter() - start)
-            if time.perf_counter() > deadline:
-                break
+    for _ in range(warmup):
+        call()
+    deadline = time.perf_counter() + budget_s
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+        if time.perf_counter() > deadline:
+            break
     return seconds
 
 

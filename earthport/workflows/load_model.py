@@ -9,49 +9,21 @@ tensor shapes with the data set's grid, and the channels are chosen from the dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from earthport.checkpoint import is_earthport, load_checkpoint
-from earthport.data.base import Metadata
-from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.data.fcn import FcnDirectory
 from earthport.errors import DataError
 from earthport.models import registry
 from earthport.models.fourcastnet import nvlabs
 from earthport.models.fourcastnet.config import ConfigError
+from earthport.workflows.model_spec import DATA_KEYS, LoadedModel, channels_of, check_grid, nvlabs_channels
+from earthport.workflows.model_spec import build_config as _config
 
-DATA_KEYS = ("input_channels", "output_channels", "static", "dt")
-
-
-@dataclass
-class LoadedModel:
-    """A torch module with its config and the data channels it uses.
-
-    ``module`` maps inputs [batch, len(input_channels), H, W] (prognostic, forcing, static, in that order)
-    to outputs [batch, len(output_channels), H, W]; ``dt`` is the data steps per model step.
-    """
-
-    model: str
-    config: Any  # the model's config dataclass (img_size, to_dict)
-    module: nn.Module
-    input_channels: list[str]
-    output_channels: list[str]
-    static: list[str]
-    dt: int
-    source: str  # "earthport" or "nvlabs"
-
-    @property
-    def forcings(self) -> list[str]:
-        return [c for c in self.input_channels if c not in self.output_channels and c not in self.static]
-
-    @property
-    def data_channels(self) -> list[str]:
-        """Channels to read from the data set, in model order: prognostic (outputs) then forcings."""
-        return self.output_channels + self.forcings
+__all__ = ["DATA_KEYS", "LoadedModel", "check_grid", "load_model", "nvlabs_channels"]
 
 
 def load_model(checkpoint: str | Path, data: FcnDirectory, overrides: dict | None = None) -> LoadedModel:
@@ -72,13 +44,11 @@ def _earthport(path: Path, payload: dict, overrides: dict) -> LoadedModel:
     missing += [f"data.{key}" for key in DATA_KEYS if key not in payload.get("data", {})]
     if missing:
         raise DataError(path, f"earthport checkpoint without {missing}")
-    name, data = payload["model"], payload["data"]
+    name = payload["model"]
     config = _config(path, registry.config_class(name), {**payload["config"], **overrides})
     module = _build(path, name, config, payload["model_state"])
-    static, outputs = list(data["static"]), list(data["output_channels"])
-    inputs = list(data["input_channels"])
-    inputs += [field for field in static if field not in inputs]  # static fields come last, listed or not
-    return LoadedModel(name, config, module, inputs, outputs, static, int(data["dt"]), "earthport")
+    inputs, outputs, static, dt = channels_of(payload["data"])
+    return LoadedModel(name, config, module, inputs, outputs, static, dt, "earthport")
 
 
 def _nvlabs(path: Path, payload: dict, data: FcnDirectory, overrides: dict) -> LoadedModel:
@@ -97,42 +67,6 @@ def _nvlabs(path: Path, payload: dict, data: FcnDirectory, overrides: dict) -> L
     inputs, outputs = nvlabs_channels(data.meta, config.in_chans, config.out_chans, path)
     module = _build(path, "fourcastnet", config, state)
     return LoadedModel("fourcastnet", config, module, inputs, outputs, [], 1, "nvlabs")
-
-
-def nvlabs_channels(meta: Metadata, in_chans: int, out_chans: int, where: object) -> tuple[list[str], list[str]]:
-    """(inputs, outputs) for a checkpoint without channel names, first fit wins: the data's prognostic plus
-    forcing channels (outputs prognostic); its prognostic channels alone; FourCastNet's 20 channels."""
-    prognostic, forcing = meta.with_role("prognostic"), meta.with_role("forcing")
-    if forcing and out_chans == len(prognostic) and in_chans == len(prognostic) + len(forcing):
-        return prognostic + forcing, prognostic
-    if in_chans == out_chans == len(prognostic):
-        return prognostic, prognostic
-    fcn = list(FOURCASTNET_CHANNELS)
-    if in_chans == out_chans == len(fcn) and set(fcn) <= set(meta.names):
-        return fcn, fcn
-    raise ConfigError(
-        f"{where}: the checkpoint reads {in_chans} and writes {out_chans} channels, but the data has "
-        f"{len(prognostic)} prognostic and {len(forcing)} forcing channels and not FourCastNet's 20 ({meta.names})"
-    )
-
-
-def check_grid(img_size: tuple[int, int], data: FcnDirectory) -> None:
-    """The model's grid must be the data grid, less southern rows at most (NVlabs' 721 -> 720)."""
-    rows, cols = data.meta.lat.size, data.meta.lon.size
-    if img_size[0] > rows or img_size[1] != cols:
-        raise ConfigError(
-            f"model img_size {tuple(img_size)} does not fit the data grid {rows} x {cols} of {data.root}: "
-            f"expected at most {rows} rows and exactly {cols} columns"
-        )
-
-
-def _config(path: Path, config_class: type, values: dict):
-    try:
-        return config_class.from_dict(values)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path}: config {values} cannot build {config_class.__name__} ({err})") from None
 
 
 def _build(path: Path, name: str, config: Any, state: dict) -> nn.Module:

@@ -1,0 +1,50 @@
+"""Export a checkpoint as MindIR for deployment (MindSpore Lite, ``mindspore.load`` + ``nn.GraphCell``).
+
+``mindspore.export`` traces the Cell with a zero input of the model's shape [batch, in_chans, H, W] and writes
+the graph with its weights. The batch size is fixed in the file. Takes MindSpore checkpoints (``.ckpt`` /
+``.safetensors``, trained in MindSpore or converted) and earthport torch checkpoints, converted on the way
+(NVlabs files carry no config: ``earthport convert`` them first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from earthport.errors import EarthportError
+from earthport.records import write_record
+from earthport.runtime import mindspore as runtime
+from earthport.runtime.imports import import_mindspore
+
+
+def export_mindir(checkpoint: str | Path, out: str | Path, batch_size: int = 1, device: str = "cpu") -> dict:
+    """Write ``out`` (``.mindir``) from ``checkpoint``; returns the record written to ``<out stem>.record.json``:
+    input shape and dtype, model, config, file size."""
+    ms = import_mindspore()
+    from earthport.workflows.infer_mindspore import read_mindspore_model
+
+    out = Path(out)
+    if out.suffix != ".mindir":
+        raise EarthportError(f"{out}: a MindIR file must end in .mindir (MindSpore appends it otherwise)")
+    if batch_size < 1:
+        raise EarthportError(f"batch size must be >= 1, got {batch_size}")
+    run_device = runtime.select_device(device)
+    cell, config, model, _ = read_mindspore_model(checkpoint)  # torch files: converted by name rules
+    cell.set_train(False)
+    shape = (batch_size, config.in_chans, *config.img_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ms.export(cell, ms.Tensor(np.zeros(shape, np.float32)), file_name=str(out.with_suffix("")), file_format="MINDIR")
+    if not out.is_file():
+        raise EarthportError(f"{out}: mindspore.export wrote no file")
+    payload = {
+        "checkpoint": str(checkpoint),
+        "output": {"path": str(out), "format": "MINDIR", "bytes": out.stat().st_size},
+        "model": model,
+        "config": config.to_dict(),
+        "input": {"shape": list(shape), "dtype": "float32", "layout": "[batch, channel, lat, lon]"},
+        "device": run_device.to_dict(),
+        "framework": "mindspore",
+    }
+    write_record(out.with_name(f"{out.stem}.record.json"), "export", payload)
+    return payload

@@ -1,0 +1,206 @@
+"""Prove a port: the same weights and inputs give the same outputs, gradients, loss curves and forecast skill
+in PyTorch (the reference) and MindSpore, measured and reported; exit non-zero when a target is missed.
+
+    OUT/verify.json   every measurement and the targets
+    OUT/verify.md     the report, with PNG plots beside it
+
+Order: forward (PyNative and GRAPH), layer by layer, gradients of one backward pass, then N training steps
+from the same start on the same batches in both frameworks (loss curves), then a K-step rollout from the
+same trained weights (torch's after the N steps, converted again) scored per variable and lead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from earthport.data.fcn import FcnDirectory
+from earthport.data.generate import generate
+from earthport.data.samples import SamplePairs, epoch_order
+from earthport.metrics import LeadScorer
+from earthport.migrate import bridge, parity
+from earthport.models import registry
+from earthport.progress import console
+from earthport.records import write_record
+from earthport.workflows.evaluate import headline_channels, open_fcn
+from earthport.workflows.load_model import LoadedModel, load_model
+
+TARGETS = {"forward_max_rel_error": 1e-5, "grad_max_rel_error": 1e-4, "rollout_rmse_rel_diff": 1e-3}
+
+
+def verify(
+    out: str | Path, model: str = "fourcastnet", preset: str = "tiny", data: str | Path | None = None,
+    steps: int = 10, train_steps: int = 20, batch_size: int = 2, inits: int = 4, lr: float = 1e-3,
+    loss: str = "mse", seed: int = 0, checkpoint: str | Path | None = None,
+) -> dict:  # fmt: skip
+    """Run every comparison, write verify.json / verify.md and plots; returns the report (``passed``).
+
+    Without ``checkpoint`` the torch model is the preset, seeded, on ``data`` (default: generated data on the
+    preset's grid); with one (earthport or NVlabs, see ``earthport infer``) its trained weights are verified.
+    """
+    out = Path(out)
+    dataset = open_fcn(data if data is not None else _default_data(out, model, preset, seed))
+    loaded = load_model(checkpoint, dataset) if checkpoint else None
+    config, pairs = _setup(model, preset, dataset, steps, loaded)
+    if loaded is not None:
+        model = loaded.model
+    pair = bridge.build_pair(model, config, seed, reference=None if loaded is None else loaded.module)
+    source = str(checkpoint) if checkpoint else f"preset {preset}, seed {seed}"
+    report = {"model": model, "preset": preset, "weights": source, "config": config.to_dict()}
+    report["data"] = str(dataset.root)
+    report["conversion"] = pair.report.to_dict()
+    valid, test = pairs
+    mask = None if valid.mask is None else valid.mask[valid.prognostic]
+    inputs, targets = _batch(valid, range(min(batch_size, len(valid))))
+    names = [dataset.meta.names[i] for i in valid.prognostic]
+    console.print("[bold]verify[/] forward, layers, gradients")
+    report["forward"] = _forward(pair, inputs, names)
+    report["layers"] = _layers(pair, inputs)
+    report["gradients"] = _gradients(pair, inputs, targets, mask, loss)
+    console.print(f"[bold]verify[/] {train_steps} training steps in both frameworks")
+    report["training"] = _training(pair, pairs[0], train_steps, batch_size, mask, lr, loss, seed)
+    console.print(f"[bold]verify[/] {steps}-step rollouts")
+    pair = bridge.build_pair(model, config, reference=pair.reference)  # identical weights again: torch's trained ones
+    clim = dataset.stats().time_means[0][valid.prognostic, : config.img_size[0]]
+    rollout, arrays = _rollout(pair, test, steps, inits, names, clim)
+    report["rollout"] = rollout
+    report["targets"], report["passed"] = _judge(report)
+    from earthport.report.verify_report import write_report
+
+    write_report(out, report, arrays, headline_channels(dataset.meta.kind, names) or names[:3])
+    write_record(out / "verify.json", "verify", report)
+    return report
+
+
+def _default_data(out: Path, model: str, preset: str, seed: int) -> Path:
+    """Generated atmosphere data on the preset's grid, written once under OUT/data."""
+    directory = out / "data"
+    if not (directory / "metadata.json").exists():
+        grid = registry.preset(model, preset).img_size
+        generate(directory, "atmosphere", grid=grid, years=3, steps_per_year=60, seed=seed)
+    return directory
+
+
+def _setup(model: str, preset: str, dataset: FcnDirectory, steps: int, loaded: LoadedModel | None):
+    """The model config (the checkpoint's, or the preset fitted to the data) and (valid one-step, test
+    K-step) samples with the model's channels on its rows."""
+    if loaded is None:
+        names, static, dt = dataset.meta.with_role("prognostic") + dataset.meta.with_role("forcing"), [], 1
+    else:
+        names, static, dt = loaded.data_channels, loaded.static, loaded.dt
+    dataset = FcnDirectory(dataset.root, names)
+    stats, fields = dataset.stats(), {name: dataset.static(name) for name in static}
+    if loaded is None:
+        probe = SamplePairs(dataset.series("valid"), stats)
+        height, width = dataset.meta.shape[1:]
+        config = registry.preset(model, preset).for_data(height, width, probe.in_channels, probe.out_channels)
+    else:
+        config = loaded.config
+    rows = config.img_size[0]
+    valid = SamplePairs(dataset.series("valid"), stats, dt, 1, fields, rows)
+    test = SamplePairs(dataset.series("test"), stats, dt, steps, fields, rows)
+    return config, (valid, test)
+
+
+def _batch(pairs: SamplePairs, indices) -> tuple[np.ndarray, np.ndarray]:
+    """inputs [B, in, H, W] and one-step prognostic targets [B, out, H, W]."""
+    items = [pairs[int(i)] for i in indices]
+    inputs = np.stack([x for x, _ in items])
+    targets = np.stack([y[0, : pairs.out_channels] for _, y in items])
+    return inputs, targets
+
+
+def _forward(pair, inputs: np.ndarray, names: list[str]) -> dict:
+    result = {}
+    for mode, graph in (("pynative", False), ("graph", True)):
+        expected, got = bridge.forward(pair, inputs, graph=graph)
+        result[mode] = {**parity.compare(expected, got), "channels": parity.compare_channels(expected, got, names)}
+    result["forward_max_abs_error"] = max(result[m]["max_abs_error"] for m in ("pynative", "graph"))
+    result["forward_max_rel_error"] = max(result[m]["max_rel_error"] for m in ("pynative", "graph"))
+    result["forward_rel_l2_error"] = max(result[m]["rel_l2_error"] for m in ("pynative", "graph"))
+    return result
+
+
+def _layers(pair, inputs: np.ndarray) -> dict:
+    layers = [(name, parity.compare(a, b)) for name, a, b in bridge.layer_outputs(pair, inputs)]
+    errors = [(name, measures["max_rel_error"]) for name, measures in layers]
+    growth = parity.largest_growth(errors)
+    return {"layers": dict(layers), "first_jump": parity.first_jump(errors), "largest_growth": growth}
+
+
+def _gradients(pair, inputs, targets, mask, loss: str) -> dict:
+    torch_loss, ms_loss, grads = bridge.gradients(pair, inputs, targets, mask, loss)
+    per_parameter, without = {}, {}
+    for name, (expected, got) in grads.items():
+        if expected is None:  # torch leaves it without gradient (NVlabs' unused final norm): must be 0
+            without[name] = float(np.abs(got).max())
+        else:
+            per_parameter[name] = parity.compare(expected, got, where=name)
+    worst = max(per_parameter, key=lambda n: per_parameter[n]["max_rel_error"])
+    return {
+        "loss": {"torch": torch_loss, "mindspore": ms_loss},
+        "parameters": per_parameter,
+        "without_torch_gradient": without,
+        "grad_max_rel_error": per_parameter[worst]["max_rel_error"],
+        "worst_parameter": worst,
+        "without_torch_gradient_max_abs": max(without.values(), default=0.0),
+    }
+
+
+def _training(pair, pairs: SamplePairs, train_steps: int, batch_size: int, mask, lr: float, loss: str, seed: int):
+    """Loss curves of ``train_steps`` AdamW steps on the same batches (valid split, seeded order)."""
+    order = epoch_order(len(pairs), epoch=0, seed=seed)
+    order = np.resize(order, train_steps * batch_size)
+    batches = [_batch(pairs, order[i * batch_size : (i + 1) * batch_size]) for i in range(train_steps)]
+    torch_curve, ms_curve = bridge.loss_curves(pair, batches, mask, lr, loss=loss)
+    differences = [abs(b - a) / abs(a) for a, b in zip(torch_curve, ms_curve, strict=True)]
+    return {"lr": lr, "loss": loss, "torch": torch_curve, "mindspore": ms_curve, "max_rel_diff": max(differences)}
+
+
+def _rollout(pair, test: SamplePairs, steps: int, inits: int, names: list[str], clim: np.ndarray) -> tuple[dict, dict]:
+    """Score both rollouts per variable and lead; (report, arrays for plots)."""
+    meta = test.series.meta
+    picks = test.spread(inits)
+    items = [picks[i] for i in range(len(picks))]
+    inputs = np.stack([x for x, _ in items])
+    targets = np.stack([y for _, y in items])
+    forcings = targets[:, :, test.out_channels :] if test.forcing else None
+    expected, got = bridge.rollouts(pair, inputs, steps, forcings)
+    truth = test.denormalise(targets[:, :, : test.out_channels])
+    fields = {"torch": test.denormalise(expected), "mindspore": test.denormalise(got)}
+    hours = [meta.time_step_hours * (k + 1) for k in range(steps)]
+    mask = None if test.mask is None else test.mask[test.prognostic]
+    scores = {}
+    for framework, forecast in fields.items():
+        scorer = LeadScorer(framework, names, hours, test.lat, mask)
+        for lead in range(steps):
+            scorer.add(lead, forecast[:, lead], truth[:, lead], clim)
+        scores[framework] = scorer.table().to_dict("records")
+    differences = _rmse_differences(scores)
+    report = {"steps": steps, "inits": len(picks), "lead_hours": hours, "scores": scores, **differences}
+    return report, {"truth": truth, **fields, "lat": test.lat, "lon": meta.lon, "names": names, "hours": hours}
+
+
+def _rmse_differences(scores: dict) -> dict:
+    """|RMSE_ms - RMSE_torch| / RMSE_torch per channel and lead, and the largest."""
+    reference = {(r["channel"], r["lead_hours"]): r["rmse"] for r in scores["torch"]}
+    rows = []
+    for row in scores["mindspore"]:
+        expected = reference[(row["channel"], row["lead_hours"])]
+        rows.append({"channel": row["channel"], "lead_hours": row["lead_hours"],
+                     "rel_diff": abs(row["rmse"] - expected) / expected})  # fmt: skip
+    worst = max(rows, key=lambda r: r["rel_diff"])
+    return {"rmse_rel_diff": rows, "rollout_rmse_rel_diff": worst["rel_diff"], "worst": worst}
+
+
+def _judge(report: dict) -> tuple[dict, bool]:
+    measured = {
+        "forward_max_rel_error": report["forward"]["forward_max_rel_error"],
+        "grad_max_rel_error": report["gradients"]["grad_max_rel_error"],
+        "rollout_rmse_rel_diff": report["rollout"]["rollout_rmse_rel_diff"],
+    }
+    targets = {k: {"target": TARGETS[k], "measured": v, "passed": bool(v <= TARGETS[k])} for k, v in measured.items()}
+    unused = report["gradients"]["without_torch_gradient_max_abs"]
+    targets["unused_parameters_zero_gradient"] = {"target": 0.0, "measured": unused, "passed": unused == 0.0}
+    return targets, all(t["passed"] for t in targets.values())
