@@ -1,0 +1,49 @@
+"""Parity proof: the tiny FourCastNet passes its targets, and a port with a wrong default is caught where it is."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from earthport.cli import main
+
+pytestmark = pytest.mark.mindspore
+
+
+def test_verify_tiny_passes_its_targets(tmp_path, capsys):
+    out = tmp_path / "verify"
+    code = main(["verify", "-q", "--out", str(out), "--train-steps", "6", "--inits", "2"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    report = json.loads((out / "verify.json").read_text())
+    assert report["passed"] and report["forward"]["forward_max_rel_error"] <= 1e-5
+    assert report["gradients"]["grad_max_rel_error"] <= 1e-4
+    assert report["gradients"]["without_torch_gradient"] == {"norm.weight": 0.0, "norm.bias": 0.0}
+    assert report["rollout"]["steps"] == 10 and report["rollout"]["rollout_rmse_rel_diff"] <= 1e-3
+    assert len(report["training"]["mindspore"]) == 6 and report["training"]["max_rel_diff"] < 1e-4
+    assert set(report["forward"]["graph"]["channels"]) >= {"z500", "t850", "t2m"}
+    for name in ("verify.md", "loss_curves.png", "rollout_rmse.png", "difference_maps.png", "spectra.png"):
+        assert (out / name).stat().st_size > 0
+    assert "PASSED" in (out / "verify.md").read_text() and "PASSED" in text
+
+
+def test_a_wrong_gelu_is_found_at_its_layer():
+    """MindSpore's default tanh GELU in one block: the comparison names that block's MLP."""
+    import torch
+    from mindspore import nn
+
+    from earthport.migrate import bridge, parity
+    from earthport.models.fourcastnet.config import PRESETS
+
+    pair = bridge.build_pair("fourcastnet", PRESETS["tiny"], seed=1)
+    with torch.no_grad():  # pre-activations of order 1, where the two GELU forms differ by up to ~1e-3
+        pair.reference.blocks[1].mlp.fc1.weight.mul_(50)
+    pair = bridge.build_pair("fourcastnet", PRESETS["tiny"], reference=pair.reference)
+    pair.candidate.blocks[1].mlp.act = nn.GELU()  # approximate=True: MindSpore's silent default
+    inputs = np.random.default_rng(0).normal(size=(1, 20, 32, 64)).astype(np.float32)
+    errors = [(name, parity.compare(a, b)["max_rel_error"]) for name, a, b in bridge.layer_outputs(pair, inputs)]
+    assert parity.first_jump(errors) == "blocks.1.mlp"
+    expected, got = bridge.forward(pair, inputs)
+    assert parity.compare(expected, got)["max_rel_error"] > 1e-5
