@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.earthport-installed
 EXTRAS ?= mindspore,samples,dev
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint clean bench-setup
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/earthport demo --out runs/demo
+
+bench-setup: setup
+	$(PYTHON) -m pip install --quiet --no-deps mindearth-ascend==0.3.0
 
 lint: setup
 	$(VENV)/bin/ruff check earthport tests benchmarks

@@ -19,6 +19,7 @@ import torch
 from earthport.migrate.transfer import torch_to_mindspore
 from earthport.models import registry
 from earthport.runtime.imports import import_mindspore
+from earthport.runtime.mindspore_adamw import FusedAdamW
 from earthport.workflows.torch_losses import LOSSES as TORCH_LOSSES
 from earthport.workflows.torch_rollout import rollout as torch_rollout
 
@@ -152,7 +153,7 @@ def loss_curves(
     reference, candidate = pair.reference.train(), pair.candidate
     candidate.set_train(True)
     torch_opt = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=weight_decay)
-    ms_opt = ms.experimental.optim.AdamW(candidate.trainable_params(), lr=lr, weight_decay=weight_decay)
+    ms_opt = FusedAdamW(candidate.trainable_params(), lr=lr, weight_decay=weight_decay)  # what the trainer uses
     torch_loss = TORCH_LOSSES[loss]
     torch_mask = None if mask is None else torch.from_numpy(mask)
     step = ms_value_and_grad(pair, loss, mask, ms_opt.parameters)

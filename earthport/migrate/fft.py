@@ -44,6 +44,7 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 
 BACKENDS = ("native", "matmul")
 ENV_VAR = "EARTHPORT_FFT"
+MATMUL_FASTER_UP_TO = 1440  # points per axis: up to the 0.25-degree longitude count the DFT matmuls won on CPU
 MAX_MATRIX_ELEMENTS = 2**27  # 512 MiB of float32 per DFT matrix: beyond that the matmul path is the wrong tool
 
 
@@ -101,10 +102,12 @@ def _cached_probe(device_target: str, version: str) -> tuple[bool, str]:
     return probe_native_fft(device_target)
 
 
-def fft_backend(requested: str = "auto") -> str:
+def fft_backend(requested: str = "auto", longest: int = 0) -> str:
     """The FFT implementation to use, "native" or "matmul".
 
-    ``requested`` "native"/"matmul" is taken as is; "auto" means ``$EARTHPORT_FFT`` if set, else the answer of
+    ``requested`` "native"/"matmul" is taken as is. "auto" means ``$EARTHPORT_FFT`` if set; else, on the CPU, the
+    matmul path for transforms of at most ``MATMUL_FASTER_UP_TO`` points along an axis (``longest``), measured
+    faster there for AFNO-sized grids in inference and training (docs/performance.md); else the answer of
     :func:`probe_native_fft` for the current device target, cached per (device target, MindSpore version).
     """
     if requested in BACKENDS:
@@ -116,7 +119,10 @@ def fft_backend(requested: str = "auto") -> str:
         if env not in BACKENDS:
             raise EarthportError(f"${ENV_VAR}={env!r} is not one of 'native', 'matmul'")
         return env
-    ok, _ = _cached_probe(ms.get_context("device_target"), ms.__version__)
+    target = ms.get_context("device_target")
+    if target == "CPU" and 0 < longest <= MATMUL_FASTER_UP_TO:
+        return "matmul"
+    ok, _ = _cached_probe(target, ms.__version__)
     return "native" if ok else "matmul"
 
 
@@ -198,12 +204,12 @@ def _dims(dim: object, count: int) -> tuple[int, ...]:
 class _Transform(nn.Cell):
     """Norm and backend shared by the four transforms."""
 
-    def __init__(self, norm: str, backend: str):
+    def __init__(self, norm: str, backend: str, longest: int):
         super().__init__()
         if norm not in NORMS:
             raise EarthportError(f"FFT norm={norm!r}: expected one of {', '.join(NORMS)}")
         self.norm = norm
-        self.backend = fft_backend(backend)
+        self.backend = fft_backend(backend, longest)
         self._native = self.backend == "native"
         self._complex = ops.Complex()
 
@@ -213,16 +219,22 @@ class RFFT2(_Transform):
 
     ``shape`` is the static size (H, W) of x along ``dim``; ``s`` (default ``shape``) the transform size, the input
     being cropped or zero-padded to it. x [..., H, W] float32 (along ``dim``, e.g. (1, 2) for tokens [B, H, W, C])
-    -> real, imag [..., s0, s1//2+1].
+    -> real, imag [..., s0, modes]: the first ``modes`` (default all s1//2+1) frequencies along ``dim[1]``, the
+    others never computed on the matmul path (AFNO keeps fewer columns than the spectrum has).
     """
 
     def __init__(self, shape: tuple[int, int], dim: tuple[int, int] = (-2, -1), norm: str = "backward",
-                 backend: str = "auto", s: tuple[int, int] | None = None):  # fmt: skip
-        super().__init__(norm, backend)
+                 backend: str = "auto", s: tuple[int, int] | None = None, modes: int | None = None):  # fmt: skip
+        super().__init__(norm, backend, max(_sizes(shape, 2, "shape") + (_sizes(s, 2, "s") if s else ())))
         self.shape, self.dim = _sizes(shape, 2, "shape"), _dims(dim, 2)
         self.s = self.shape if s is None else _sizes(s, 2, "s")
-        if not self._native:
-            self._last = tuple(_pair(m) for m in rfft_matrices(self.shape[1], self.s[1], norm))
+        half = self.s[1] // 2 + 1
+        self.modes = half if modes is None else _sizes(modes, 1, "modes")[0]
+        if self.modes > half:
+            raise EarthportError(f"FFT modes={modes}: at most {half} frequencies along dim {self.dim[1]}")
+        if not self._native:  # only the kept frequencies are computed
+            rfft = rfft_matrices(self.shape[1], self.s[1], norm)
+            self._last = tuple(_pair(m[:, : self.modes]) for m in rfft)
             self._first = tuple(_pair(m) for m in cfft_matrices(self.shape[0], self.s[0], norm, inverse=False))
 
     def construct(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -231,6 +243,8 @@ class RFFT2(_Transform):
         _check_size(x, a1, self.shape[1], "RFFT2 input")
         if self._native:
             y = ops.rfft2(x, s=self.s, dim=self.dim, norm=self.norm)
+            if self.modes < self.s[1] // 2 + 1:
+                y = ops.narrow(y, a1, 0, self.modes)
             return ops.real(y), ops.imag(y)
         y = _stack(_along(x, self._last[0], a1), _along(x, self._last[1], a1), a0)
         return _along(y, self._first[0], a0), _along(y, self._first[1], a0)
@@ -245,7 +259,7 @@ class IRFFT2(_Transform):
 
     def __init__(self, shape: tuple[int, int], dim: tuple[int, int] = (-2, -1), norm: str = "backward",
                  backend: str = "auto", in_shape: tuple[int, int] | None = None):  # fmt: skip
-        super().__init__(norm, backend)
+        super().__init__(norm, backend, max(_sizes(shape, 2, "shape")))
         self.shape, self.dim = _sizes(shape, 2, "shape"), _dims(dim, 2)
         default = (self.shape[0], self.shape[1] // 2 + 1)
         self.in_shape = default if in_shape is None else _sizes(in_shape, 2, "in_shape")
@@ -271,7 +285,7 @@ class RFFT(_Transform):
     """
 
     def __init__(self, size: int, dim: int = -1, norm: str = "backward", backend: str = "auto", n: int | None = None):
-        super().__init__(norm, backend)
+        super().__init__(norm, backend, max(_sizes(size, 1, "size") + (_sizes(n, 1, "n") if n else ())))
         self.size, self.dim = _sizes(size, 1, "size")[0], _dims(dim, 1)[0]
         self.n = self.size if n is None else _sizes(n, 1, "n")[0]
         if not self._native:
@@ -294,7 +308,7 @@ class IRFFT(_Transform):
 
     def __init__(self, n: int, dim: int = -1, norm: str = "backward", backend: str = "auto",
                  in_size: int | None = None):  # fmt: skip
-        super().__init__(norm, backend)
+        super().__init__(norm, backend, _sizes(n, 1, "n")[0])
         self.n, self.dim = _sizes(n, 1, "n")[0], _dims(dim, 1)[0]
         self.in_size = self.n // 2 + 1 if in_size is None else _sizes(in_size, 1, "in_size")[0]
         if not self._native:

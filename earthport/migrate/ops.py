@@ -34,8 +34,8 @@ class OpMapping:
 
 def _fft(native: str, adapter: str) -> OpMapping:
     note = (
-        f"{FFT_MODULE}.{adapter} takes and returns (real, imag) pairs; native ops where probe_native_fft passes "
-        "(CPU, Ascend), else the matmul DFT (no native FFT kernel on GPU)"
+        f"{FFT_MODULE}.{adapter} takes and returns (real, imag) pairs; on the CPU the matmul DFT for axes up to "
+        "1440 points (faster there), else native ops where probe_native_fft passes (Ascend), else the matmul DFT"
     )
     return OpMapping(f"{native} / {FFT_MODULE}.{adapter}", ADAPTER, note, "fft")
 

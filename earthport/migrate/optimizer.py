@@ -152,8 +152,10 @@ def load_neutral_into_mindspore_adamw(optimizer: Any, neutral: Mapping, name_map
 
 
 def _single_group(optimizer: Any) -> dict:
-    if type(optimizer).__name__ != "AdamW" or not hasattr(optimizer, "exp_avg"):
-        raise OptimizerStateError(f"expected mindspore.experimental.optim.AdamW, got {type(optimizer).__name__}")
+    if not all(hasattr(optimizer, key) for key in (*MOMENTS, "state_step", "param_groups")):
+        raise OptimizerStateError(
+            f"expected mindspore.experimental.optim.AdamW or earthport's FusedAdamW, got {type(optimizer).__name__}"
+        )
     if len(optimizer.param_groups) != 1:
         raise OptimizerStateError(f"{len(optimizer.param_groups)} parameter groups; only one group is supported")
     return optimizer.param_groups[0]

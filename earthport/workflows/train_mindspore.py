@@ -2,7 +2,8 @@
 rollouts as ``train_torch``, with the train step compiled to a graph (``mindspore.jit``) by default.
 
 - Batches come from ``mindspore_dataset`` in ``epoch_order``: the torch run's batches, in the same order.
-- ``mindspore.experimental.optim.AdamW`` (torch's AdamW maths, bias correction included); the learning rate is
+- ``FusedAdamW`` (torch's AdamW maths through MindSpore's fused kernel, state laid out as
+  ``mindspore.experimental.optim.AdamW``'s); the learning rate is
   ``CosineSchedule`` (torch's CosineAnnealingLR recurrence) written into the optimizer before each step with
   ``ops.assign`` — ``Parameter.set_data`` is not seen by an already compiled graph.
 - fp16 runs at the O2 level with the spectral filter in float32 and a dynamic loss scaler (``runtime.mindspore``).
@@ -38,7 +39,8 @@ from earthport.workflows.training_loop import TrainData, TrainState, check_model
 
 ms = import_mindspore()
 from mindspore import Tensor, ops  # noqa: E402
-from mindspore.experimental.optim import AdamW  # noqa: E402
+
+from earthport.runtime.mindspore_adamw import FusedAdamW  # noqa: E402
 
 
 class _Epoch:
@@ -69,7 +71,7 @@ class MindSporeTrainer:
         self.net = module(data.model_config, recompute=config.activation_checkpointing)
         float32_cells = registry.mindspore_float32_cells(config.model)
         self.forward_net, self.amp = runtime.mixed_precision(self.net, config.precision, self.device, float32_cells)
-        self.optimizer = AdamW(self.net.trainable_params(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = FusedAdamW(self.net.trainable_params(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = CosineSchedule(config.lr, config.max_epochs * data.steps_per_epoch)
         self.scaler = runtime.loss_scaler(config.precision)
         mask = data.mask

@@ -27,13 +27,21 @@ from mindspore.common.initializer import Normal, TruncatedNormal, Zero, initiali
 from earthport.migrate.fft import IRFFT2, RFFT2  # noqa: E402
 
 
+class ExactGELU(nn.Cell):
+    """GELU in torch's exact erf form, x * (1 + erf(x / sqrt(2))) / 2, multiplying by 1/sqrt(2): MindSpore's
+    ``nn.GELU(approximate=False)`` divides instead, and its CPU Div kernel costs as much as four Muls."""
+
+    def construct(self, x):
+        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
 class Mlp(nn.Cell):
     """fc1 -> GELU (exact erf) -> dropout -> fc2 -> dropout. [..., dim] -> [..., dim]."""
 
     def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0):
         super().__init__()
         self.fc1 = nn.Dense(in_features, hidden_features, weight_init=TruncatedNormal(0.02), bias_init=Zero())
-        self.act = nn.GELU(approximate=False)
+        self.act = ExactGELU()
         self.fc2 = nn.Dense(hidden_features, in_features, weight_init=TruncatedNormal(0.02), bias_init=Zero())
         self.drop = nn.Dropout(p=drop) if drop > 0 else nn.Identity()
 
@@ -45,55 +53,59 @@ class AFNO2D(nn.Cell):
     """Adaptive Fourier neural operator filter on tokens [batch, h, w, hidden] (see torch.py for the
     semantics, including NVlabs' kept-mode rule). Parameters ``w1, b1, w2, b2`` have torch's shapes."""
 
-    def __init__(self, hidden_size: int, num_blocks: int, sparsity_threshold: float, fraction: float, grid):
+    def __init__(
+        self, hidden_size: int, num_blocks: int, sparsity_threshold: float, fraction: float, grid, fft_backend="auto"
+    ):  # fmt: skip
         super().__init__()
         height, width = grid
         self.num_blocks, self.block_size = num_blocks, hidden_size // num_blocks
         self.sparsity_threshold = sparsity_threshold
-        self.grid = (height, width)
         rows, cols = kept_region(height, width, fraction)
-        self.rows, self.cols = (rows.start, rows.stop), (cols.start, cols.stop)
-        # ops.pad order, last axis first: hidden, columns (lon modes), rows (lat modes)
-        self.padding = (0, 0, 0, width // 2 + 1 - cols.stop, rows.start, height - rows.stop)
+        self.rows = (rows.start, rows.stop)
         nb, bs = num_blocks, self.block_size
         self.w1 = Parameter(initializer(Normal(0.02), (2, nb, bs, bs), ms.float32), name="w1")
         self.b1 = Parameter(initializer(Normal(0.02), (2, nb, bs), ms.float32), name="b1")
         self.w2 = Parameter(initializer(Normal(0.02), (2, nb, bs, bs), ms.float32), name="w2")
         self.b2 = Parameter(initializer(Normal(0.02), (2, nb, bs), ms.float32), name="b2")
-        self.rfft2 = RFFT2((height, width), dim=(1, 2), norm="ortho")
-        self.irfft2 = IRFFT2((height, width), dim=(1, 2), norm="ortho")
+        # Only the kept longitude modes are transformed: the rest are zero in NVlabs' output, and irfft2 zero-pads
+        # a short last axis exactly as torch does.
+        self.rfft2 = RFFT2((height, width), dim=(1, 2), norm="ortho", backend=fft_backend, modes=cols.stop)
+        self.irfft2 = IRFFT2(
+            (height, width), dim=(1, 2), norm="ortho", backend=fft_backend, in_shape=(height, cols.stop)
+        )
+        self.all_rows = rows.start == 0 and rows.stop == height
+        self.row_padding = (rows.start, height - rows.stop)
 
     def construct(self, x):
         """x: [batch, h, w, hidden] -> [batch, h, w, hidden], same dtype; spectral part in float32."""
         dtype = x.dtype
         x32 = x.astype(ms.float32)
         channels = x32.shape[-1]
-        real, imag = self.rfft2(x32)  # [batch, h, w//2+1, hidden] each
-        real = real[:, self.rows[0] : self.rows[1], self.cols[0] : self.cols[1]]
-        imag = imag[:, self.rows[0] : self.rows[1], self.cols[0] : self.cols[1]]
-        spectrum = ops.concat((real, imag), axis=-1)  # [batch, rows, cols, 2 * hidden]
+        real, imag = self.rfft2(x32)  # [batch, h, kept columns, hidden] each
+        spectrum = ops.concat((real, imag), axis=-1)  # [batch, h, cols, 2 * hidden]
+        if not self.all_rows:  # hard_thresholding_fraction < 1: NVlabs keeps a band of rows
+            spectrum = spectrum[:, self.rows[0] : self.rows[1]]
         hidden = ops.relu(self._complex_dense(spectrum, self.w1, self.b1))
         out = ops.softshrink(self._complex_dense(hidden, self.w2, self.b2), self.sparsity_threshold)
-        out = self._zero_fill(out)  # zero outside the kept modes: [batch, h, w//2+1, 2 * hidden]
+        if not self.all_rows:
+            out = self._zero_rows(out)  # [batch, h, cols, 2 * hidden], zero outside the kept rows
         out_real, out_imag = ops.split(out, channels, axis=-1)
         return self.irfft2(out_real, out_imag).astype(dtype) + x
 
-    def _zero_fill(self, out):
-        """[batch, rows, cols, C] kept modes -> [batch, h, w//2+1, C], zeros elsewhere (``self.padding``).
+    def _zero_rows(self, out):
+        """[batch, kept rows, cols, C] -> [batch, h, cols, C] with zero rows around.
 
         Concatenated zeros, not ``ops.pad``: in a compiled graph on MindSpore 2.10's CPU backend the gradient of
         ``ops.pad`` is wrong from the second call of the graph on (first call right), which silently corrupts
         GRAPH-mode training; concat's gradient is a slice and stays right.
         """
-        batch, channels = out.shape[0], out.shape[-1]
-        right, top, bottom = self.padding[3], self.padding[4], self.padding[5]
-        if right > 0:
-            out = ops.concat((out, ops.zeros((batch, out.shape[1], right, channels), out.dtype)), axis=2)
-        if top > 0:
-            out = ops.concat((ops.zeros((batch, top, out.shape[2], channels), out.dtype), out), axis=1)
-        if bottom > 0:
-            out = ops.concat((out, ops.zeros((batch, bottom, out.shape[2], channels), out.dtype)), axis=1)
-        return out
+        batch, cols, channels = out.shape[0], out.shape[2], out.shape[-1]
+        top, bottom = self.row_padding
+        parts = [ops.zeros((batch, top, cols, channels), out.dtype)] if top else []
+        parts.append(out)
+        if bottom:
+            parts.append(ops.zeros((batch, bottom, cols, channels), out.dtype))
+        return ops.concat(tuple(parts), axis=1) if len(parts) > 1 else out
 
     def _complex_dense(self, z, weight, bias):
         """z: [..., 2 * hidden] = [real | imag] -> [real | imag] of (z W + b), block by block.
@@ -128,13 +140,14 @@ class DropPath(nn.Cell):
 class Block(nn.Cell):
     """x -> x + filter(norm1 x) (filter adds its input too) -> + drop_path(mlp(norm2 .)). [B, h, w, C]."""
 
-    def __init__(self, config: FourCastNetConfig, drop_path: float):
+    def __init__(self, config: FourCastNetConfig, drop_path: float, fft_backend: str = "auto"):
         super().__init__()
         dim = config.embed_dim
         self.norm1 = nn.LayerNorm((dim,), epsilon=1e-6)
         self.filter = AFNO2D(
-            dim, config.num_blocks, config.sparsity_threshold, config.hard_thresholding_fraction, config.grid
-        )
+            dim, config.num_blocks, config.sparsity_threshold, config.hard_thresholding_fraction, config.grid,
+            fft_backend,
+        )  # fmt: skip
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm((dim,), epsilon=1e-6)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.drop_rate)
@@ -158,9 +171,11 @@ class PatchEmbed(nn.Cell):
 
 
 class FourCastNet(nn.Cell):
-    """AFNONet in MindSpore; ``recompute`` (activation checkpointing) recomputes blocks in the backward."""
+    """AFNONet in MindSpore; ``recompute`` (activation checkpointing) recomputes blocks in the backward;
+    ``fft_backend`` is ``earthport.migrate.fft``'s: auto (probe), native or matmul (faster on CPUs, see
+    docs/performance.md)."""
 
-    def __init__(self, config: FourCastNetConfig, recompute: bool = False):
+    def __init__(self, config: FourCastNetConfig, recompute: bool = False, fft_backend: str = "auto"):
         super().__init__()
         self.config = config
         h, w = config.grid
@@ -170,7 +185,7 @@ class FourCastNet(nn.Cell):
         self.pos_embed = Parameter(initializer(TruncatedNormal(0.02), (1, h * w, config.embed_dim)), name="pos_embed")
         self.pos_drop = nn.Dropout(p=config.drop_rate) if config.drop_rate > 0 else nn.Identity()
         rates = np.linspace(0, config.drop_path_rate, config.depth).tolist()
-        self.blocks = nn.CellList([Block(config, rate) for rate in rates])
+        self.blocks = nn.CellList([Block(config, rate, fft_backend) for rate in rates])
         if recompute:
             for block in self.blocks:
                 block.recompute()
