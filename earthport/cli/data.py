@@ -1,0 +1,140 @@
+"""``earthport data ...`` and ``earthport evaluate``: data sets and baseline skill."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from earthport.cli.common import QUIET, grid, names
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from earthport.data.generate import generate
+
+    generate(
+        args.out,
+        kind=args.kind,
+        grid=args.grid,
+        years=args.years,
+        steps_per_year=args.steps_per_year,
+        seed=args.seed,
+        channels=args.channels,
+        start_year=args.start_year,
+        step_hours=args.time_step_hours,
+        progress=not args.quiet,
+    )
+    print(f"wrote {args.kind} data to {args.out}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from earthport.data.layouts import convert
+
+    convert(args.src, args.dst, args.to, channels=args.channels, progress=not args.quiet)
+    print(f"wrote {args.dst} ({args.to})")
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from earthport.data.fcn import FcnDirectory
+    from earthport.data.stats import compute_stats
+
+    data = FcnDirectory(args.data)
+    stats = compute_stats(data.series(args.split), chunk=args.chunk, progress=not args.quiet)
+    stats.save(data.stats_dir)
+    print(f"wrote {data.stats_dir}/global_means.npy, global_stds.npy, time_means.npy from the {args.split} split")
+
+
+def cmd_regrid(args: argparse.Namespace) -> None:
+    from earthport.data.layouts import open_series, write_series
+    from earthport.data.regrid import RegriddedSeries, regular_grid
+
+    lat, lon = regular_grid(args.resolution)
+    series = RegriddedSeries(open_series(args.src, args.channels), lat, lon, min_fraction=args.min_fraction)
+    write_series(series, args.dst, args.to, progress=not args.quiet)
+    print(f"wrote {args.dst} on a {args.resolution} degree grid ({lat.size} x {lon.size})")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from earthport.data.info import describe
+
+    print(describe(args.path))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from earthport.data.sample_data import builtin_dataset
+
+    print(builtin_dataset(args.name, args.out, progress=not args.quiet))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from earthport.workflows.evaluate import evaluate_baselines, show_scores, write_scores
+
+    scores = evaluate_baselines(
+        args.data,
+        baselines=args.baseline or ["persistence", "climatology"],
+        leads=args.leads,
+        split=args.split,
+        convention=args.convention,
+        weighting=args.weighting,
+        max_inits=args.max_inits,
+        progress=not args.quiet,
+    )
+    show_scores(scores, args.data, all_channels=args.all_channels)
+    if args.out:
+        write_scores(scores, args.out)
+        print(f"wrote {args.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="generate, convert, inspect and prepare data sets").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser("generate", parents=[QUIET], help="generated data with learnable dynamics, FourCastNet layout")
+    p.add_argument("--kind", choices=["atmosphere", "ocean"], default="atmosphere")
+    p.add_argument("--grid", type=grid, default=(32, 64), help="HxW, e.g. 32x64 or 721x1440 (default 32x64)")
+    p.add_argument("--years", type=int, default=3, help="years; the last is test, the one before valid")
+    p.add_argument("--steps-per-year", type=int, default=120, help="steps written per year from 1 January")
+    p.add_argument("--time-step-hours", type=float, help="default 6 (atmosphere) or 24 (ocean)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start-year", type=int, default=2000)
+    p.add_argument("--channels", type=names, help="comma-separated channel names (default: the kind's set)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_generate)
+    p = data.add_parser("convert", parents=[QUIET], help="convert between layouts (fcn, wb2 zarr/netCDF, hycom, cmems)")
+    p.add_argument("src", help="directory, .zarr, .nc, or a built-in name (ostia)")
+    p.add_argument("dst", type=Path)
+    p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], required=True)
+    p.add_argument("--channels", type=names, help="comma-separated channels to keep, e.g. z500,t850,u10")
+    p.set_defaults(func=cmd_convert)
+    p = data.add_parser("stats", parents=[QUIET], help="recompute means, stds and climatology in one streaming pass")
+    p.add_argument("data", type=Path)
+    p.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    p.add_argument("--chunk", type=int, default=8, help="time steps per read")
+    p.set_defaults(func=cmd_stats)
+    p = data.add_parser("regrid", parents=[QUIET], help="NaN-aware conservative regridding to a regular grid")
+    p.add_argument("src")
+    p.add_argument("dst", type=Path)
+    p.add_argument("--resolution", type=float, default=0.25, help="target spacing in degrees (default 0.25)")
+    p.add_argument("--min-fraction", type=float, default=0.5, help="least valid area for a valid target cell")
+    p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], default="fcn")
+    p.add_argument("--channels", type=names)
+    p.set_defaults(func=cmd_regrid)
+    p = data.add_parser("info", parents=[QUIET], help="layout, channels, grid, times and masks of a data set")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_info)
+    p = data.add_parser(
+        "sample", parents=[QUIET], help="write a built-in real data set (OSTIA SST) in the FourCastNet layout"
+    )
+    p.add_argument("name", choices=["ostia"])
+    p.add_argument("--out", type=Path, help="default: $EARTHPORT_DATA/NAME (~/.cache/earthport/NAME)")
+    p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("evaluate", parents=[QUIET], help="score baseline forecasts per channel and lead (RMSE, ACC)")
+    p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
+    p.add_argument("--baseline", action="append", choices=["persistence", "climatology"], help="repeatable")
+    p.add_argument("--leads", type=int, default=4, help="lead times in steps (default 4)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--convention", default="wb2", choices=["wb2", "fcn"], help="RMSE: sqrt of mean, or mean of sqrt")
+    p.add_argument("--weighting", default="cos", choices=["cos", "area"], help="latitude weights")
+    p.add_argument("--max-inits", type=int, help="at most this many initial times, evenly spread")
+    p.add_argument("--all-channels", action="store_true", help="show every channel, not only the headline ones")
+    p.add_argument("--out", type=Path, help="write all scores to .csv, .json or .md")
+    p.set_defaults(func=cmd_evaluate)

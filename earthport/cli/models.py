@@ -1,0 +1,132 @@
+"""``earthport train | infer | export | demo``: models in either framework."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from earthport.cli.common import QUIET, framework_arguments, setting
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import fields
+
+    from earthport.config import load_train_config
+    from earthport.models import registry
+    from earthport.workflows.train import train
+
+    model_fields = [f.name for f in fields(registry.config_class(args.model or "fourcastnet"))]
+    patience = args.epochs + 1 if args.epochs else None  # --epochs N: exactly N epochs, no early stop
+    config = load_train_config(
+        args.config, args.set, model_fields, model=args.model, preset=args.preset, lr=args.lr,
+        batch_size=args.batch_size, max_epochs=args.epochs or args.max_epochs, patience=patience,
+        time_limit=args.time_limit, device=args.device, precision=args.precision, seed=args.seed,
+        framework=args.framework, ms_mode=args.ms_mode,
+    )  # fmt: skip
+    record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    print(
+        f"{record['stop_reason']} after {record['epochs']} epochs ({record['train_seconds']:.0f} s); "
+        f"best validation loss {record['best_valid_loss']} at epoch {record['best_epoch']}; "
+        f"record {args.out}/record.json"
+    )
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from earthport.metrics import side_by_side
+    from earthport.report.console import print_frame
+    from earthport.workflows.evaluate import headline_channels
+    from earthport.workflows.infer import infer, sibling
+
+    record = infer(
+        args.checkpoint,
+        args.data,
+        steps=args.steps,
+        out=args.out,
+        device=args.device,
+        precision=args.precision,
+        split=args.split,
+        max_inits=args.max_inits,
+        init_stride=args.init_stride,
+        overrides=dict(args.set or []),
+        batch_size=args.batch_size,
+        fmt=args.format,
+        convention=args.convention,
+        latency_repeats=args.latency_repeats,
+        progress=not args.quiet,
+        framework=args.framework,
+        ms_mode=args.ms_mode,
+    )
+    scores = pd.DataFrame(record["scores"])
+    channels = headline_channels(record["data"]["kind"], record["channels"]["output"]) or None
+    print_frame(side_by_side(scores, channels), title=f"{record['model']} on {record['data']['path']} ({args.split})")
+    latency = record["latency_s"]
+    if isinstance(latency, dict):
+        print(f"one step: median {latency['median'] * 1e3:.3g} ms (IQR {latency['iqr'] * 1e3:.2g} ms, "
+              f"{latency['count']} runs) on {record['device']['description']}, {record['precision']}")  # fmt: skip
+    print(f"wrote {args.out}, {sibling(args.out, 'scores.csv')} and {sibling(args.out, 'record.json')}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from earthport.workflows.export import export_mindir
+
+    record = export_mindir(args.checkpoint, args.out, batch_size=args.batch_size, device=args.device)
+    shape = "x".join(str(n) for n in record["input"]["shape"])
+    print(f"wrote {args.out} (MindIR, input {shape} float32, {record['output']['bytes'] / 2**20:.1f} MiB)")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from earthport.workflows.demo import run_demo
+
+    run_demo(args.out, progress=not args.quiet)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", parents=[QUIET], help="forecast from a checkpoint, write the fields, score and time it")
+    p.add_argument("--checkpoint", type=Path, required=True, help="earthport, NVlabs or MindSpore checkpoint")
+    p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
+    p.add_argument("--steps", type=int, required=True, help="model steps to roll out")
+    p.add_argument("--out", type=Path, required=True, help="forecast file: .nc (netCDF) or .zarr")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"], help="cuda also means ROCm")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--max-inits", type=int, default=8, help="at most this many initial times (default 8)")
+    p.add_argument("--init-stride", type=int, help="every S-th valid initial time (default: spread evenly)")
+    p.add_argument("--set", type=setting, action="append", metavar="KEY=VALUE", help="config override, YAML value")
+    p.add_argument("--batch-size", type=int, default=1, help="initial times rolled out together")
+    p.add_argument("--format", choices=["netcdf", "zarr"], help="default from the --out suffix")
+    p.add_argument("--convention", default="wb2", choices=["wb2", "fcn"], help="RMSE: sqrt of mean, or mean of sqrt")
+    p.add_argument("--latency-repeats", type=int, default=20, help="timed single steps (default 20; 0: none)")
+    framework_arguments(p, "torch")
+    p.set_defaults(func=cmd_infer)
+    p = sub.add_parser("export", parents=[QUIET], help="export a checkpoint as MindIR (MindSpore) for deployment")
+    p.add_argument("--checkpoint", type=Path, required=True, help="MindSpore .ckpt/.safetensors or earthport .pt")
+    p.add_argument("--out", type=Path, required=True, help="the .mindir file to write")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size fixed in the graph (default 1)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "npu"])
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("train", parents=[QUIET], help="train a model to convergence (resumable)")
+    p.add_argument("--model", help="model name (default fourcastnet)")
+    p.add_argument("--preset", help="size preset: tiny, small or paper (default tiny)")
+    p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config, record)")
+    p.add_argument("--config", type=Path, help="YAML with sections model, data, optimizer, train")
+    p.add_argument("--set", action="append", default=[], help="key=value override, e.g. train.lr=1e-3; repeatable")
+    p.add_argument("--epochs", type=int, help="train exactly this many epochs (no early stopping)")
+    p.add_argument("--max-epochs", type=int, help="cap on epochs; stops earlier on convergence")
+    p.add_argument("--time-limit", type=float, help="seconds of training before stopping")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "npu"])
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest last.*")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total (resumable)")
+    framework_arguments(p, None)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser(
+        "demo", parents=[QUIET], help="the main job on built-in data: generate, evaluate, print the skill tables"
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.set_defaults(func=cmd_demo)
