@@ -46,6 +46,14 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(atmosphere_dir, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_run_stopped_within_its_first_epoch_still_leaves_a_validated_best(atmosphere_dir, tmp_path):
+    config = TrainConfig(max_epochs=2, patience=10, **QUICK)  # 4 steps per epoch
+    record = train(config, atmosphere_dir, tmp_path / "run", max_steps=2, progress=False)
+    assert record["stop_reason"] == "max_steps" and record["epochs"] == 0 and record["best_epoch"] == 0
+    assert np.isfinite(record["best_valid_loss"]) and set(record["checkpoints"]) == {"last", "best"}
+    assert "optimizer" not in load_checkpoint(tmp_path / "run" / "best.pt")
+
+
 def test_convergence_stops_the_run(atmosphere_dir, tmp_path):
     # min_delta larger than any improvement: after epoch 1 nothing counts, so patience 2 stops at epoch 3
     config = TrainConfig(max_epochs=10, patience=2, min_delta=1e6, **QUICK)

@@ -6,7 +6,8 @@ else — when to stop, when to save, what the record holds — lives here, once,
 
 Convergence: the run stops when the validation loss has not improved by more than ``min_delta`` for
 ``patience`` epochs; the epoch of the best loss is recorded as the convergence epoch. ``max_epochs`` and
-``time_limit`` cap the run; ``max_steps`` stops after that many optimizer steps in total (resumable).
+``time_limit`` cap the run; ``max_steps`` stops after that many optimizer steps in total (resumable). A run
+stopped before its first epoch ended is validated once and its ``best`` is recorded as epoch 0.
 
 Checkpoints are ``last<suffix>`` (everything to resume) and ``best<suffix>`` (model and metadata), the suffix
 being the framework's (``.pt``, ``.ckpt``, ``.safetensors``). ``--resume`` continues from the newest ``last.*``
@@ -175,6 +176,8 @@ def run_training(
             if state.stop_reason:
                 break
             _end_epoch(trainer, data, state, started, out)
+        if not state.history:
+            _validate_partial_epoch(trainer, state, out)
     except KeyboardInterrupt:
         state.stop_reason = "interrupted"
         last = out / f"last{trainer.suffix}"
@@ -249,6 +252,14 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
     write_run_record(trainer, data, state, out)
 
 
+def _validate_partial_epoch(trainer: Trainer, state: TrainState, out: Path) -> None:
+    """A run stopped (time or step limit) before its first epoch ended still leaves a validated ``best``."""
+    valid = trainer.validate()
+    state.best_valid, state.best_epoch = valid, 0
+    trainer.save(out / f"best{trainer.suffix}", state, full=False)
+    console.print(f"stopped ({state.stop_reason}) within epoch 1 after {state.step} steps: valid {valid:.4g}")
+
+
 def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> dict:
     """The run record: the same keys for every framework, plus what ``trainer.describe()`` adds."""
     seconds = [h["seconds"] for h in state.history]
@@ -266,13 +277,17 @@ def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: 
         "step_losses": state.step_losses,
         "epochs": len(state.history),
         "best_epoch": state.best_epoch,
-        "best_valid_loss": state.best_valid if state.best_epoch > 0 else None,
+        "best_valid_loss": state.best_valid if state.best_epoch >= 0 else None,
         "convergence_epoch": state.best_epoch if state.stop_reason == "converged" else None,
         "stop_reason": state.stop_reason or "running",
         "train_seconds": state.train_seconds,
         "epoch_seconds": timing_summary(seconds[1:] or seconds) if seconds else None,
         "memory": described.pop("memory"),
-        "checkpoints": {"last": str(out / f"last{trainer.suffix}"), "best": str(out / f"best{trainer.suffix}")},
+        "checkpoints": {
+            path.stem: str(path)
+            for path in (out / f"last{trainer.suffix}", out / f"best{trainer.suffix}")
+            if path.exists()
+        },  # fmt: skip
         **described,  # determinism, and the framework's own entries (e.g. "mindspore": mode, threads, amp)
     }
     write_record(out / "record.json", "train", payload)
