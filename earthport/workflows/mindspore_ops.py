@@ -72,3 +72,25 @@ def clip_grad_norm(grads: tuple[Tensor, ...], max_norm: float) -> tuple[tuple[Te
     total = ops.sqrt((norms**2).sum())
     coef = ops.clamp(max_norm / (total + 1e-6), max=1.0)
     return tuple(g * coef.astype(g.dtype) for g in grads), total
+
+
+def gradient_update(optimizer: Any, scaler: Any, clip: float) -> Callable[[Tensor, tuple[Tensor, ...]], Tensor]:
+    """``update(loss, grads) -> loss``: unscale (fp16's loss scaler, or None), clip to ``clip`` (0: no clipping),
+    then the optimizer step; with a scaler the step is skipped on inf/NaN gradients and the scale adjusted, as
+    torch's GradScaler does. Works inside ``mindspore.jit``."""
+
+    def update(loss: Tensor, grads: tuple[Tensor, ...]) -> Tensor:
+        if scaler is not None:
+            loss, grads = scaler.unscale(loss), scaler.unscale(grads)
+        if clip:
+            grads, _ = clip_grad_norm(grads, clip)
+        if scaler is None:
+            optimizer(grads)
+        else:
+            finite = ms.amp.all_finite(grads)
+            if finite:
+                optimizer(grads)
+            scaler.adjust(finite)
+        return loss
+
+    return update

@@ -33,7 +33,7 @@ from earthport.migrate.transfer import load_mindspore
 from earthport.models import registry
 from earthport.runtime import mindspore as runtime
 from earthport.runtime.imports import import_mindspore
-from earthport.workflows.mindspore_ops import LOSSES, clip_grad_norm, rollout
+from earthport.workflows.mindspore_ops import LOSSES, gradient_update, rollout
 from earthport.workflows.schedule import CosineSchedule
 from earthport.workflows.training_loop import TrainData, TrainState, check_model_config
 
@@ -94,21 +94,11 @@ class MindSporeTrainer:
             return loss if scaler is None else scaler.scale(loss)
 
         grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
+        update = gradient_update(optimizer, scaler, clip)
 
         def step(inputs, targets):
             loss, grads = grad_fn(inputs, targets[:, :, :n_out], targets[:, :, n_out:])
-            if scaler is not None:
-                loss, grads = scaler.unscale(loss), scaler.unscale(grads)
-            if clip:
-                grads, _ = clip_grad_norm(grads, clip)
-            if scaler is None:
-                optimizer(grads)
-            else:
-                finite = ms.amp.all_finite(grads)
-                if finite:  # as torch's GradScaler: skip the step on inf/NaN gradients, then shrink the scale
-                    optimizer(grads)
-                scaler.adjust(finite)
-            return loss
+            return update(loss, grads)
 
         return step
 
