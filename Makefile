@@ -11,6 +11,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	@# Debian's Chromium renders the study's HTML report in a screenshot test (skipped, with the reason, without it)
+	command -v chromium >/dev/null || timeout 600 apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| (timeout 300 apt-get update -q >/dev/null 2>&1 && timeout 600 apt-get install -y -q chromium >/dev/null 2>&1) \
+		|| echo "note: chromium could not be installed; the HTML screenshot test will be skipped"
 	touch $(STAMP)
 
 test: setup
@@ -18,7 +22,7 @@ test: setup
 	$(PYTHON) -m pytest -q
 
 demo: setup
-	$(VENV)/bin/earthport demo --out runs/demo
+	$(VENV)/bin/earthport study --out runs/study
 
 bench-setup: setup
 	$(PYTHON) -m pip install --quiet --no-deps mindearth-ascend==0.3.0

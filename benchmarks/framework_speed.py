@@ -28,14 +28,10 @@ RUNNERS = ("torch", "mindspore", "mindearth")
 
 
 def _timed(step, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
+    """Seconds of each timed step (``earthport bench``'s timing; the steps fence themselves with a host copy)."""
+    from earthport.bench.timing import time_steps
+
+    return time_steps(step, warmup, repeats)
 
 
 def _torch_worker(config, batch: int, warmup: int, repeats: int) -> dict:

@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -136,7 +137,8 @@ def to_jsonable(value: object, where: str = "record") -> object:
 
 
 def write_record(path: str | Path, kind: str, payload: dict) -> Path:
-    """Write ``{"kind", "created" (ISO-8601 UTC), "environment", **payload}`` as indented JSON, atomically."""
+    """Write ``{"kind", "created" (ISO-8601 UTC), "environment", **payload}`` as indented JSON, atomically,
+    then add it to the results index (``earthport.results``)."""
     path = Path(path)
     clash = [key for key in RESERVED if key in payload]
     if clash:
@@ -144,7 +146,19 @@ def write_record(path: str | Path, kind: str, payload: dict) -> Path:
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     record = to_jsonable({"kind": kind, "created": created, "environment": environment(), **payload})
     write_atomic_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
+    _index(path)
     return path
+
+
+def _index(path: Path) -> None:
+    """Add the record to the results index; the JSON is the truth, so a failure here only warns."""
+    from earthport import results  # imports this module
+
+    try:
+        results.index_record(path)
+    except Exception as err:  # whatever went wrong, the record is written and stays
+        where = results.index_path()
+        warnings.warn(f"{path}: written, but not indexed in {where} ({err})", results.IndexWarning, stacklevel=3)
 
 
 def read_record(path: str | Path) -> dict:

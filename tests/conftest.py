@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "mindspore" in item.keywords and not HAS_MINDSPORE:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _results_index(tmp_path_factory):
+    """Records the tests write (and subprocesses they start) are indexed in a temporary index, never runs/."""
+    before = os.environ.get("EARTHPORT_RESULTS")
+    os.environ["EARTHPORT_RESULTS"] = str(tmp_path_factory.mktemp("results") / "results.sqlite")
+    yield
+    if before is None:
+        os.environ.pop("EARTHPORT_RESULTS", None)
+    else:
+        os.environ["EARTHPORT_RESULTS"] = before
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The one entry point: ``earthport <command>``. Each handler parses, calls one workflow, prints results.
 
-Commands are grouped by concern: ``data`` (data sets, baselines), ``models`` (train, infer, export, demo),
-``migrate`` (convert, verify, scan). Errors earthport knows about (missing file or variable, wrong shape, ...)
-print as one line naming the thing and exit with status 2; anything else is a bug and keeps its traceback.
+Commands are grouped by concern: ``data`` (data sets, baselines), ``models`` (train, infer, export), ``migrate``
+(convert, verify, scan), ``study`` (study, report), ``bench`` (step time, memory, energy) and ``results`` (the
+index of run records). Errors earthport knows about (missing file or variable, wrong shape, ...) print as one
+line naming the thing and exit with status 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from earthport import __version__
-from earthport.cli import data, migrate, models
+from earthport.cli import bench, data, migrate, models, results, study
 from earthport.errors import EarthportError
 
-GROUPS = (data, models, migrate)
+GROUPS = (data, models, migrate, study, bench, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""``earthport train | infer | export | demo``: models in either framework."""
+"""``earthport train | infer | export``: models in either framework."""
 
 from __future__ import annotations
 
@@ -76,12 +76,6 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (MindIR, input {shape} float32, {record['output']['bytes'] / 2**20:.1f} MiB)")
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from earthport.workflows.demo import run_demo
-
-    run_demo(args.out, progress=not args.quiet)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("infer", parents=[QUIET], help="forecast from a checkpoint, write the fields, score and time it")
     p.add_argument("--checkpoint", type=Path, required=True, help="earthport, NVlabs or MindSpore checkpoint")
@@ -125,8 +119,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total (resumable)")
     framework_arguments(p, None)
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser(
-        "demo", parents=[QUIET], help="the main job on built-in data: generate, evaluate, print the skill tables"
-    )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.set_defaults(func=cmd_demo)

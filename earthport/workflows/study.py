@@ -1,0 +1,188 @@
+"""``earthport study``: migrate, verify and measure on built-in data, then write the report.
+
+Stages, each a command of earthport's own CLI run in a child process, so that every framework runs in a process
+of its own (MindSpore's CPU threads keep spinning after work and slow torch beside them):
+
+    data       generated atmosphere and ocean data, the real OSTIA SST (written once)
+    train      each model x framework x data set, to convergence (patience) within a time limit
+    convert    the torch weights to MindSpore, with the mapping report
+    verify     parity of the trained torch model and its MindSpore twin
+    infer      each framework's own trained model on the test years, against persistence and climatology
+    bench      inference and training step time, throughput, memory and energy per framework
+    report     Markdown and HTML with PNG plots, built from the records only
+
+Every stage writes its records under ``OUT``; a stage that fails is recorded with its error line and the study
+goes on. ``OUT/study.json`` lists the stages, their status and duration.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from earthport.data.generate import generate
+from earthport.data.sample_data import builtin_dataset
+from earthport.progress import console, progress_bar
+from earthport.records import write_record
+from earthport.runtime.imports import mindspore_available
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a study is: data sets, training time, rollout length, benchmark repeats."""
+
+    data: dict
+    train_seconds: dict
+    max_epochs: int
+    leads: dict
+    inits: int
+    bench_repeats: int
+
+
+SCALES = {
+    "full": Scale(
+        data={"atmosphere": {"kind": "atmosphere", "grid": (32, 64), "years": 3, "steps_per_year": 240, "seed": 0},
+              "ocean": {"kind": "ocean", "grid": (32, 64), "years": 3, "steps_per_year": 90, "seed": 1}},
+        # every framework trains the same epochs (or converges sooner); the time limits only guard against a
+        # machine far slower than 2 cores
+        train_seconds={"atmosphere": 300, "ocean": 150, "ostia": 100}, max_epochs=20,
+        leads={"atmosphere": 8, "ocean": 5, "ostia": 3}, inits=16, bench_repeats=10,
+    ),
+    "quick": Scale(  # the test suite's: minutes, not a measurement
+        data={"atmosphere": {"kind": "atmosphere", "grid": (16, 32), "years": 3, "steps_per_year": 24, "seed": 0},
+              "ocean": {"kind": "ocean", "grid": (16, 32), "years": 3, "steps_per_year": 16, "seed": 1}},
+        train_seconds={"atmosphere": 10, "ocean": 10, "ostia": 10}, max_epochs=2,
+        leads={"atmosphere": 2, "ocean": 2, "ostia": 2}, inits=2, bench_repeats=2,
+    ),
+}  # fmt: skip
+CHECKPOINT = {"torch": "best.pt", "mindspore": "best.ckpt"}
+
+
+@dataclass
+class Stage:
+    name: str
+    command: list[str]
+    status: str = "pending"
+    seconds: float = 0.0
+    error: str = ""
+    done_when: str = ""  # a file whose presence means an earlier study already did this stage
+
+    def cached(self) -> bool:
+        return bool(self.done_when) and Path(self.done_when).exists()
+
+
+def frameworks_present() -> dict[str, str | None]:
+    """{framework: None when usable, else "unavailable: <reason>"}."""
+    missing = "unavailable: MindSpore is not installed (pip install 'earthport[mindspore]')"
+    return {"torch": None, "mindspore": None if mindspore_available() else missing}
+
+
+def plan(
+    out: Path, preset: str, frameworks: list[str], datasets: dict[str, Path], device: str, scale: Scale
+) -> list[Stage]:
+    """The stages of a study, in order."""
+    pairs = [(name, framework) for name in datasets for framework in frameworks]
+    stages = [_train(out, name, datasets[name], framework, preset, device, scale) for name, framework in pairs]
+    if "mindspore" in frameworks:
+        best = out / "runs" / "atmosphere-torch" / "best.pt"
+        stages.append(Stage("convert", ["convert", "-q", str(best), str(out / "convert" / "best.ckpt")]))
+        verify = ["verify", "-q", "--out", str(out / "verify"), "--data", str(datasets["atmosphere"])]
+        stages.append(Stage("verify", [*verify, "--checkpoint", str(best)]))
+    stages += [_infer(out, name, datasets[name], framework, device, scale) for name, framework in pairs]
+    stages += [_bench(out, framework, preset, device, scale) for framework in frameworks]
+    return stages
+
+
+def _train(out: Path, name: str, data: Path, framework: str, preset: str, device: str, scale: Scale) -> Stage:
+    run = out / "runs" / f"{name}-{framework}"
+    command = ["train", "-q", "--data", str(data), "--out", str(run), "--preset", preset, "--framework", framework]
+    command += ["--device", device, "--max-epochs", str(scale.max_epochs)]
+    command += ["--time-limit", str(scale.train_seconds[name]), "--lr", "2e-3", "--batch-size", "8"]
+    return Stage(f"train {name} {framework}", command, done_when=str(run / CHECKPOINT[framework]))
+
+
+def _infer(out: Path, name: str, data: Path, framework: str, device: str, scale: Scale) -> Stage:
+    checkpoint = out / "runs" / f"{name}-{framework}" / CHECKPOINT[framework]
+    forecast = out / "forecasts" / f"{name}-{framework}.nc"
+    command = ["infer", "-q", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(forecast)]
+    command += ["--steps", str(scale.leads[name]), "--framework", framework, "--device", device]
+    return Stage(f"infer {name} {framework}", [*command, "--max-inits", str(scale.inits)])
+
+
+def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale) -> Stage:
+    record = out / "bench" / f"fourcastnet-{preset}-{framework}.json"
+    command = ["bench", "--model", "fourcastnet", "--preset", preset, "--framework", framework]
+    command += ["--device", device, "--batch-size", "1", "--repeats", str(scale.bench_repeats), "--out", str(record)]
+    return Stage(f"bench {framework}", command)
+
+
+def run_study(
+    out: str | Path, preset: str = "tiny", frameworks: list[str] | None = None, device: str = "auto",
+    scale: str = "full", progress: bool = True,
+) -> dict:  # fmt: skip
+    """Run every stage, then the report; returns the study record (``OUT/study.json``)."""
+    from earthport.report.study_report import write_study_report
+
+    out = Path(out)
+    present = frameworks_present()
+    asked = frameworks or list(present)
+    chosen = [f for f in asked if f in present and present[f] is None]
+    skipped = {f: present.get(f) or f"unavailable: unknown framework (known: {list(present)})" for f in asked
+               if f not in chosen}  # fmt: skip
+    sizes = SCALES[scale]
+    datasets = _data(out, sizes, progress)
+    stages = plan(out, preset, chosen, datasets, device, sizes)
+    began = time.perf_counter()
+    with progress_bar(len(stages) + 1, "study", unit="stage", enabled=progress) as bar:
+        for stage in stages:
+            console.print(f"[bold]{stage.name}[/]")
+            _run(stage)
+            bar.advance()
+        record = {
+            "preset": preset,
+            "scale": scale,
+            "frameworks": chosen,
+            "skipped_frameworks": skipped,
+            "device": device,
+            "data": {name: str(path) for name, path in datasets.items()},
+            "stages": [stage.__dict__ for stage in stages],
+            "failed": [stage.name for stage in stages if stage.status == "failed"],
+            "seconds": time.perf_counter() - began,
+            "report": str(out / "report" / "index.html"),
+        }
+        write_record(out / "study.json", "study", record)  # the report's first section reads it
+        write_study_report(out)
+        bar.advance()
+    return record
+
+
+def _data(out: Path, scale: Scale, progress: bool) -> dict[str, Path]:
+    datasets = {}
+    for name, spec in scale.data.items():
+        directory = out / "data" / name
+        if not (directory / "metadata.json").exists():
+            console.print(f"[bold]generating[/] {name} data in {directory}")
+            generate(directory, progress=progress, **spec)
+        datasets[name] = directory
+    datasets["ostia"] = builtin_dataset("ostia", out / "data" / "ostia", progress=progress)
+    return datasets
+
+
+def _run(stage: Stage) -> None:
+    """Run one stage's earthport command in a child process; record status, time and the error line."""
+    if stage.cached():
+        stage.status = "cached"
+        return
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "earthport", *stage.command], capture_output=True, text=True)
+    stage.seconds = time.perf_counter() - began
+    if done.returncode == 0:
+        stage.status = "done"
+        return
+    stage.status = "failed"
+    lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip() and "[WARNING" not in ln]
+    stage.error = lines[-1] if lines else f"exit status {done.returncode}"
+    console.print(f"[red]{stage.name} failed[/]: {stage.error}")

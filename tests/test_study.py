@@ -1,0 +1,70 @@
+"""The study end to end at the quick scale: every stage runs, the report is built from the records, and the HTML
+page renders in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from earthport.cli import main
+from earthport.runtime.imports import mindspore_available
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    code = main(["study", "-q", "--out", str(out), "--scale", "quick", "--device", "cpu"])
+    return out, code, json.loads((out / "study.json").read_text())
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_the_report_has_every_section(study):
+    out, code, record = study
+    assert code == 0, record["failed"]
+    names = [stage["name"] for stage in record["stages"]]
+    frameworks = ["torch", "mindspore"] if mindspore_available() else ["torch"]
+    for framework in frameworks:
+        for data in ("atmosphere", "ocean", "ostia"):
+            assert f"train {data} {framework}" in names and f"infer {data} {framework}" in names
+        assert f"bench {framework}" in names
+    assert ("verify" in names) == mindspore_available()
+    page = (out / "report" / "index.html").read_text()
+    sections = ("Study", "Headline skill: atmosphere", "Training efficiency", "Inference time", "Energy and efficiency",
+                "Loss curves per platform", "Accuracy per variable: ostia", "Parity")  # fmt: skip
+    for section in sections:
+        assert section in page
+    for framework in frameworks:  # energy: a reading, an estimate labelled as one, or why not; never a bare zero
+        bench = json.loads((out / "bench" / f"fourcastnet-tiny-{framework}.json").read_text())
+        for reading in bench["energy"]["infer"] + bench["energy"]["train_step"]:
+            joules = reading["joules"]
+            if isinstance(joules, str):
+                assert joules.startswith("unavailable: ") and joules in page
+            else:
+                assert joules > 0 and (not reading["estimate"] or "estimate" in reading["source"])
+    for image in ("loss_curves.png", "accuracy_atmosphere.png", "accuracy_ocean.png", "accuracy_ostia.png"):
+        assert (out / "report" / image).stat().st_size > 5_000
+        assert f"src='{image}'" in page
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make setup installs Debian's chromium)")
+def test_the_html_report_renders_in_headless_chromium(study, tmp_path):
+    out, _, _ = study
+    shot = tmp_path / "report.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400", f"--screenshot={shot}"]  # fmt: skip
+    subprocess.run([CHROMIUM, *flags, (out / "report" / "index.html").as_uri()], check=True, timeout=120,
+                   capture_output=True)  # fmt: skip
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (2400, 1280)
+    # a rendered page: text, tables and plots give many distinct colours; a blank or error page does not
+    assert np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0).shape[0] > 50
