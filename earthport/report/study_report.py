@@ -14,7 +14,6 @@ Sections (the paper's tables and figures, with earthport's measurements):
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +25,7 @@ import pandas as pd  # noqa: E402
 from earthport.data.base import write_atomic_text  # noqa: E402
 from earthport.metrics import headline_table, to_markdown  # noqa: E402
 from earthport.report import efficiency  # noqa: E402
+from earthport.results.store import readable  # noqa: E402
 
 HEADLINE_LEADS = (24, 48, 72, 120, 240)  # hours; a data set without these shows its own leads
 HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("thetao_0m", "so_0m", "zos"), "ostia": ("sst",)}
@@ -33,15 +33,11 @@ STYLE = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222
 
 
 def load_records(root: Path) -> dict[str, list[dict]]:
-    """Every JSON record under ``root`` by kind (each with its ``path``); files that are not records are skipped."""
+    """Every run record under ``root`` by kind, each with its ``path`` (other JSON, such as a data set's
+    metadata, is left out; an unreadable file is skipped with a warning naming it)."""
     found: dict[str, list[dict]] = {}
-    for path in sorted(Path(root).rglob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(record, dict) and "kind" in record:
-            found.setdefault(record["kind"], []).append({**record, "path": str(path)})
+    for path, record in readable(sorted(Path(root).rglob("*.json"))):
+        found.setdefault(record["kind"], []).append({**record, "path": str(path)})
     return found
 
 
