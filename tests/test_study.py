@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from earthport.cli import main
+from earthport.report.study_report import headline_rmse
 from earthport.runtime.imports import mindspore_available
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,6 +40,11 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
                 "Loss curves per platform", "Accuracy per variable: ostia", "Parity")  # fmt: skip
     for section in sections:
         assert section in page
+    skill = headline_rmse(out)  # what `earthport study` prints at the end
+    assert list(skill) == ["atmosphere", "ocean", "ostia"]
+    forecasts = {f"fourcastnet ({f})" for f in frameworks} | {"persistence", "climatology"}
+    assert set(skill["ostia"].columns) == {"channel", "lead (h)", *forecasts}
+    assert list(dict.fromkeys(skill["atmosphere"]["channel"])) == ["z500", "t850", "t2m"]
     for framework in frameworks:  # energy: a reading, an estimate labelled as one, or why not; never a bare zero
         bench = json.loads((out / "bench" / f"fourcastnet-tiny-{framework}.json").read_text())
         for reading in bench["energy"]["infer"] + bench["energy"]["train_step"]:

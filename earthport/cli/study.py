@@ -9,10 +9,14 @@ from earthport.cli.common import QUIET, names
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from earthport.report.console import print_frame
+    from earthport.report.study_report import headline_rmse
     from earthport.workflows.study import run_study
 
     record = run_study(args.out, preset=args.preset, frameworks=args.frameworks, device=args.device,
                        scale=args.scale, progress=not args.quiet)  # fmt: skip
+    for name, table in headline_rmse(args.out).items():
+        print_frame(table, title=f"{name}: RMSE on the test years (ACC and plots in the report)")
     for framework, reason in record["skipped_frameworks"].items():
         print(f"{framework}: {reason}")
     failed = record["failed"]

@@ -51,10 +51,9 @@ def write_study_report(out: str | Path) -> Path:
     if records.get("study"):
         sections.append(_study(records["study"][-1], records))
     scores = _scores(records.get("infer", []))
-    for name, frame in scores.items():
-        channels = HEADLINE.get(name, ())
+    for name, table in headline_tables(scores).items():
         sections.append((f"Headline skill: {name}", "RMSE and ACC at the leads the data allows (test years).",
-                         headline_table(frame, channels=channels, lead_hours=HEADLINE_LEADS), None))  # fmt: skip
+                         table, None))  # fmt: skip
     sections += _efficiency_sections(records)
     sections.append(("Loss curves per platform", "Train and validation loss per epoch (Figure S1).", None,
                      _plot_losses(records.get("train", []), directory)))  # fmt: skip
@@ -66,6 +65,26 @@ def write_study_report(out: str | Path) -> Path:
     write_atomic_text(directory / "index.md", _markdown(sections))
     write_atomic_text(directory / "index.html", _html(sections))
     return directory / "index.html"
+
+
+def headline_rmse(out: str | Path) -> dict[str, pd.DataFrame]:
+    """Per data set of the study under ``out``: RMSE of each forecast (columns) per headline channel and lead
+    (rows) — the headline table's numbers in a shape that fits a terminal."""
+    tables = {}
+    for name, scores in _scores(load_records(Path(out)).get("infer", [])).items():
+        present = list(dict.fromkeys(scores["channel"]))
+        channels = [c for c in HEADLINE.get(name, ()) if c in present] or present[:3]
+        leads = [h for h in HEADLINE_LEADS if h in set(scores["lead_hours"])] or sorted(set(scores["lead_hours"]))
+        wide = scores.pivot_table(index=["channel", "lead_hours"], columns="forecast", values="rmse", sort=False)
+        rows = [(channel, lead) for channel in channels for lead in leads if (channel, lead) in wide.index]
+        tables[name] = wide.loc[rows].reset_index().rename(columns={"lead_hours": "lead (h)"})
+    return tables
+
+
+def headline_tables(scores: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """WeatherBench-style RMSE/ACC table per data set: its headline channels at the headline leads."""
+    return {name: headline_table(frame, channels=HEADLINE.get(name, ()), lead_hours=HEADLINE_LEADS)
+            for name, frame in scores.items()}  # fmt: skip
 
 
 def _scores(infer: list[dict]) -> dict[str, pd.DataFrame]:
