@@ -13,6 +13,7 @@ import pytest
 from earthport.cli import main
 from earthport.report.study_report import headline_rmse
 from earthport.runtime.imports import mindspore_available
+from earthport.workflows.study import Stage, run_stage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -20,7 +21,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    code = main(["study", "-q", "--out", str(out), "--scale", "quick", "--device", "cpu"])
+    flags = ["--scale", "quick", "--device", "cpu", "--energy-estimate", "tdp=65"]
+    code = main(["study", "-q", "--out", str(out), *flags])
     return out, code, json.loads((out / "study.json").read_text())
 
 
@@ -45,6 +47,7 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
     forecasts = {f"fourcastnet ({f})" for f in frameworks} | {"persistence", "climatology"}
     assert set(skill["ostia"].columns) == {"channel", "lead (h)", *forecasts}
     assert list(dict.fromkeys(skill["atmosphere"]["channel"])) == ["z500", "t850", "t2m"]
+    assert "J (estimate)" in page  # --energy-estimate: TDP x time, labelled in every cell it fills
     for framework in frameworks:  # energy: a reading, an estimate labelled as one, or why not; never a bare zero
         bench = json.loads((out / "bench" / f"fourcastnet-tiny-{framework}.json").read_text())
         for reading in bench["energy"]["infer"] + bench["energy"]["train_step"]:
@@ -56,6 +59,20 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
     for image in ("loss_curves.png", "accuracy_atmosphere.png", "accuracy_ocean.png", "accuracy_ostia.png"):
         assert (out / "report" / image).stat().st_size > 5_000
         assert f"src='{image}'" in page
+
+
+def test_a_stage_is_reused_only_when_an_earlier_study_ran_the_same_command(tmp_path):
+    run = tmp_path / "runs" / "atmosphere-torch"
+    stage = Stage("train", ["--version"], done_when=str(run / "best.pt"), owns=str(run))
+    run_stage(stage)
+    assert stage.status == "done" and not stage.cached()  # the command ran, but left no best.pt
+    (run / "best.pt").write_bytes(b"weights")
+    again = Stage("train", ["--version"], done_when=str(run / "best.pt"), owns=str(run))
+    run_stage(again)
+    assert again.status == "cached"
+    other = Stage("train", ["--help"], done_when=str(run / "best.pt"), owns=str(run))  # other settings
+    run_stage(other)
+    assert other.status == "done" and not (run / "best.pt").exists()  # the stale run was replaced, not reused
 
 
 @pytest.mark.slow

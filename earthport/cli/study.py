@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from earthport.cli.bench import energy_estimate
 from earthport.cli.common import QUIET, names
 
 
@@ -14,7 +15,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from earthport.workflows.study import run_study
 
     record = run_study(args.out, preset=args.preset, frameworks=args.frameworks, device=args.device,
-                       scale=args.scale, progress=not args.quiet)  # fmt: skip
+                       scale=args.scale, tdp_watts=args.energy_estimate, progress=not args.quiet)  # fmt: skip
     for name, table in headline_rmse(args.out).items():
         print_frame(table, title=f"{name}: RMSE on the test years (ACC and plots in the report)")
     for framework, reason in record["skipped_frameworks"].items():
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frameworks", type=names, help="comma-separated (default: every framework installed)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"])
     p.add_argument("--scale", default="full", choices=["full", "quick"], help="quick: minutes, for checks only")
+    p.add_argument("--energy-estimate", type=energy_estimate, metavar="tdp=WATTS",
+                   help="benches add TDP x time, labelled as an estimate (for machines without a meter)")  # fmt: skip
     p.set_defaults(func=cmd_study)
     p = sub.add_parser("report", parents=[QUIET], help="rebuild a study's Markdown/HTML report from its records")
     p.add_argument("study", type=Path, help="the study directory (earthport study --out)")

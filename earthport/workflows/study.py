@@ -17,12 +17,15 @@ goes on. ``OUT/study.json`` lists the stages, their status and duration.
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from earthport.data.base import write_atomic_text
 from earthport.data.generate import generate
 from earthport.data.sample_data import builtin_dataset
 from earthport.progress import console, progress_bar
@@ -59,6 +62,7 @@ SCALES = {
     ),
 }  # fmt: skip
 CHECKPOINT = {"torch": "best.pt", "mindspore": "best.ckpt"}
+STAGE_MARKER = "study-stage.json"
 
 
 @dataclass
@@ -68,10 +72,16 @@ class Stage:
     status: str = "pending"
     seconds: float = 0.0
     error: str = ""
-    done_when: str = ""  # a file whose presence means an earlier study already did this stage
+    done_when: str = ""  # a file whose presence means an earlier study already did this stage...
+    owns: str = ""  # ...in this directory, which holds the command that did it (and is cleared to redo it)
 
     def cached(self) -> bool:
-        return bool(self.done_when) and Path(self.done_when).exists()
+        """Done by an earlier study with the same command (same data, preset, limits)."""
+        marker = Path(self.owns) / STAGE_MARKER
+        if not (self.done_when and Path(self.done_when).exists() and marker.is_file()):
+            return False
+        saved = json.loads(marker.read_text())
+        return isinstance(saved, dict) and saved.get("command") == self.command
 
 
 def frameworks_present() -> dict[str, str | None]:
@@ -81,9 +91,10 @@ def frameworks_present() -> dict[str, str | None]:
 
 
 def plan(
-    out: Path, preset: str, frameworks: list[str], datasets: dict[str, Path], device: str, scale: Scale
-) -> list[Stage]:
-    """The stages of a study, in order."""
+    out: Path, preset: str, frameworks: list[str], datasets: dict[str, Path], device: str, scale: Scale,
+    tdp_watts: float | None = None,
+) -> list[Stage]:  # fmt: skip
+    """The stages of a study, in order; ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
     pairs = [(name, framework) for name in datasets for framework in frameworks]
     stages = [_train(out, name, datasets[name], framework, preset, device, scale) for name, framework in pairs]
     if "mindspore" in frameworks:
@@ -92,7 +103,7 @@ def plan(
         verify = ["verify", "-q", "--out", str(out / "verify"), "--data", str(datasets["atmosphere"])]
         stages.append(Stage("verify", [*verify, "--checkpoint", str(best)]))
     stages += [_infer(out, name, datasets[name], framework, device, scale) for name, framework in pairs]
-    stages += [_bench(out, framework, preset, device, scale) for framework in frameworks]
+    stages += [_bench(out, framework, preset, device, scale, tdp_watts) for framework in frameworks]
     return stages
 
 
@@ -101,7 +112,7 @@ def _train(out: Path, name: str, data: Path, framework: str, preset: str, device
     command = ["train", "-q", "--data", str(data), "--out", str(run), "--preset", preset, "--framework", framework]
     command += ["--device", device, "--max-epochs", str(scale.max_epochs)]
     command += ["--time-limit", str(scale.train_seconds[name]), "--lr", "2e-3", "--batch-size", "8"]
-    return Stage(f"train {name} {framework}", command, done_when=str(run / CHECKPOINT[framework]))
+    return Stage(f"train {name} {framework}", command, done_when=str(run / CHECKPOINT[framework]), owns=str(run))
 
 
 def _infer(out: Path, name: str, data: Path, framework: str, device: str, scale: Scale) -> Stage:
@@ -112,16 +123,18 @@ def _infer(out: Path, name: str, data: Path, framework: str, device: str, scale:
     return Stage(f"infer {name} {framework}", [*command, "--max-inits", str(scale.inits)])
 
 
-def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale) -> Stage:
+def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale, tdp_watts: float | None) -> Stage:
     record = out / "bench" / f"fourcastnet-{preset}-{framework}.json"
     command = ["bench", "--model", "fourcastnet", "--preset", preset, "--framework", framework]
     command += ["--device", device, "--batch-size", "1", "--repeats", str(scale.bench_repeats), "--out", str(record)]
+    if tdp_watts is not None:
+        command += ["--energy-estimate", f"tdp={tdp_watts:g}"]
     return Stage(f"bench {framework}", command)
 
 
 def run_study(
     out: str | Path, preset: str = "tiny", frameworks: list[str] | None = None, device: str = "auto",
-    scale: str = "full", progress: bool = True,
+    scale: str = "full", tdp_watts: float | None = None, progress: bool = True,
 ) -> dict:  # fmt: skip
     """Run every stage, then the report; returns the study record (``OUT/study.json``)."""
     from earthport.report.study_report import write_study_report
@@ -134,12 +147,12 @@ def run_study(
                if f not in chosen}  # fmt: skip
     sizes = SCALES[scale]
     datasets = _data(out, sizes, progress)
-    stages = plan(out, preset, chosen, datasets, device, sizes)
+    stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts)
     began = time.perf_counter()
     with progress_bar(len(stages) + 1, "study", unit="stage", enabled=progress) as bar:
         for stage in stages:
             console.print(f"[bold]{stage.name}[/]")
-            _run(stage)
+            run_stage(stage)
             bar.advance()
         record = {
             "preset": preset,
@@ -171,16 +184,22 @@ def _data(out: Path, scale: Scale, progress: bool) -> dict[str, Path]:
     return datasets
 
 
-def _run(stage: Stage) -> None:
+def run_stage(stage: Stage) -> None:
     """Run one stage's earthport command in a child process; record status, time and the error line."""
     if stage.cached():
         stage.status = "cached"
         return
+    if stage.owns and Path(stage.owns).exists():  # an earlier study's, made with other settings or unfinished
+        console.print(f"replacing {stage.owns} (made by an earlier study with other settings, or unfinished)")
+        shutil.rmtree(stage.owns)
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "earthport", *stage.command], capture_output=True, text=True)
     stage.seconds = time.perf_counter() - began
     if done.returncode == 0:
         stage.status = "done"
+        if stage.owns:
+            marker = {"stage": stage.name, "command": stage.command}  # an object, so record readers pass it by
+            write_atomic_text(Path(stage.owns) / STAGE_MARKER, json.dumps(marker) + "\n")
         return
     stage.status = "failed"
     lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip() and "[WARNING" not in ln]
