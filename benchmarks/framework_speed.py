@@ -24,14 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from earthport.bench.timing import time_steps  # the steps below fence themselves: each ends in a host copy
+
 RUNNERS = ("torch", "mindspore", "mindearth")
-
-
-def _timed(step, warmup: int, repeats: int) -> list[float]:
-    """Seconds of each timed step (``earthport bench``'s timing; the steps fence themselves with a host copy)."""
-    from earthport.bench.timing import time_steps
-
-    return time_steps(step, warmup, repeats)
 
 
 def _torch_worker(config, batch: int, warmup: int, repeats: int) -> dict:
@@ -56,9 +51,9 @@ def _torch_worker(config, batch: int, warmup: int, repeats: int) -> dict:
         float(loss)
 
     model.eval()
-    inference = _timed(infer, warmup, repeats)
+    inference = time_steps(infer, warmup, repeats)
     model.train()
-    return {"infer": inference, "train": _timed(train, warmup, repeats), "threads": torch.get_num_threads()}
+    return {"infer": inference, "train": time_steps(train, warmup, repeats), "threads": torch.get_num_threads()}
 
 
 def _mindspore_worker(config, batch: int, warmup: int, repeats: int, mindearth: bool = False) -> dict:
@@ -87,9 +82,9 @@ def _mindspore_worker(config, batch: int, warmup: int, repeats: int, mindearth: 
         return loss
 
     model.set_train(False)
-    inference = _timed(lambda: model(x).asnumpy(), warmup, repeats)
+    inference = time_steps(lambda: model(x).asnumpy(), warmup, repeats)
     model.set_train(True)
-    return {"infer": inference, "train": _timed(lambda: train_step(x).asnumpy(), warmup, repeats)}
+    return {"infer": inference, "train": time_steps(lambda: train_step(x).asnumpy(), warmup, repeats)}
 
 
 def _earthport_ms(config):

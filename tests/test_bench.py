@@ -84,12 +84,12 @@ def test_joules_per_step_prefers_measurements_and_labels_estimates():
     assert measured["joules_per_step"] == 1.0 and measured["source"] == "nvml+rapl" and not measured["estimate"]
 
 
-def test_torch_steps_unpack_and_run():
+def test_torch_steps_run():
     pytest.importorskip("torch")
-    infer, train, sync = build_steps(BenchSpec(device="cpu", batch_size=2))
-    assert tuple(infer().shape) == (2, 20, 32, 64)
-    first, second = float(train()), float(train())
-    sync()
+    steps = build_steps(BenchSpec(device="cpu", batch_size=2))
+    assert tuple(steps.infer().shape) == (2, 20, 32, 64)
+    first, second = float(steps.train()), float(steps.train())
+    steps.sync()
     assert second < first  # the optimizer stepped on the same batch
 
 

@@ -100,10 +100,6 @@ class BenchSteps:
     peak_memory: Callable[[], dict]  # device_peak_mb, host_peak_rss_mb
     reset_peak_memory: Callable[[], None]
 
-    def __iter__(self):
-        """Unpacks as ``infer, train, sync = steps``."""
-        return iter((self.infer, self.train, self.sync))
-
 
 def random_batch(config: object, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Fixed random (inputs [batch, in_chans, H, W], targets [batch, out_chans, H, W]) float32 for ``config``

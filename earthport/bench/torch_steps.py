@@ -17,6 +17,7 @@ from earthport.errors import EarthportError
 from earthport.models import registry
 from earthport.runtime import torch as runtime
 from earthport.workflows.torch_losses import masked_mse
+from earthport.workflows.train_torch import backward_and_step
 
 
 def build(spec: BenchSpec) -> BenchSteps:
@@ -70,12 +71,7 @@ def _train_step(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Ten
         optimizer.zero_grad(set_to_none=True)
         with runtime.autocast(device, precision):
             loss = masked_mse(model(inputs), targets, None)
-        scaler.scale(loss).backward()
-        if defaults.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), defaults.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        backward_and_step(loss, model, optimizer, scaler, defaults.grad_clip)
         return loss.detach()
 
     return train

@@ -23,6 +23,18 @@ from earthport.workflows.torch_rollout import rollout
 from earthport.workflows.training_loop import TrainData, TrainState, check_model_config
 
 
+def backward_and_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler, grad_clip: float) -> None:  # fmt: skip
+    """Backward through the grad scaler, unscale and clip to ``grad_clip`` (0: no clipping), then the optimizer
+    step; the scaler skips the step on inf/NaN gradients (fp16) and is a pass-through when disabled."""
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 class TorchTrainer:
     """``training_loop.Trainer`` for PyTorch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
 
@@ -60,12 +72,7 @@ class TorchTrainer:
             predictions = rollout(self.model, inputs, steps, forcings)
             # NVlabs' two_step_training sums the per-step losses
             loss = sum(self.loss_fn(predictions[:, k], targets[:, k], self.mask) for k in range(steps))
-        self.scaler.scale(loss).backward()
-        if config.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        backward_and_step(loss, self.model, self.optimizer, self.scaler, config.grad_clip)
         self.scheduler.step()
         return float(loss.detach())
 
