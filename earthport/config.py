@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from earthport.checks import check_fields
 from earthport.errors import EarthportError
 
 SECTIONS = ("model", "data", "optimizer", "train")
@@ -68,6 +69,13 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("channels", "static"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # --set data.channels=z500 or z500,t850: names, not letters
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        check_fields(self, "train", ConfigKeyError)
         if self.loss not in LOSSES:
             raise ConfigKeyError(f"train.loss {self.loss!r} is not one of {LOSSES}")
         if self.precision not in PRECISIONS:
@@ -79,13 +87,18 @@ class TrainConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigKeyError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
-        for name in ("batch_size", "max_epochs", "rollout_steps", "dt"):
+        for name in ("batch_size", "max_epochs", "rollout_steps", "dt", "patience"):
             if getattr(self, name) < 1:
-                raise ConfigKeyError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("channels", "static"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, tuple(value))
+                raise ConfigKeyError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_train_samples", "max_valid_samples", "ms_threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigKeyError(f"train.{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        for name in ("lr", "grad_clip", "time_limit"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigKeyError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "min_delta", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ConfigKeyError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +125,12 @@ def load_train_config(
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigKeyError(f"--set {item!r} is not key=value")
-        _assign(key.strip(), yaml.safe_load(text), values, overrides, model_fields, where="--set")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            problem = " ".join(str(err).split())
+            raise ConfigKeyError(f"--set {item!r}: the value is not YAML ({problem})") from None
+        _assign(key.strip(), value, values, overrides, model_fields, where="--set")
     values.update({k: v for k, v in explicit.items() if v is not None})
     values = {k: _coerce(k, v, _TRAIN_TYPES.get(k, "")) for k, v in values.items()}
     return replace(TrainConfig(**values), model_overrides=overrides)
@@ -171,7 +189,7 @@ def _assign(key: str, value: object, values: dict, overrides: dict, model_fields
 
 def write_config(path: str | Path, config: TrainConfig) -> None:
     """The resolved config as YAML in sections, readable back by ``load_train_config``."""
-    from earthport.data.base import write_atomic_text
+    from earthport import files
 
     data = config.to_dict()
     model = {"name": data.pop("model"), "preset": data.pop("preset"), **data.pop("model_overrides")}
@@ -179,7 +197,7 @@ def write_config(path: str | Path, config: TrainConfig) -> None:
     for section in ("data", "optimizer"):
         sections[section] = {k: _plain(data.pop(k)) for k in _SECTION_KEYS[section]}
     sections["train"] = {k: _plain(v) for k, v in data.items()}
-    write_atomic_text(Path(path), yaml.safe_dump(sections, sort_keys=False))
+    files.write_text(Path(path), yaml.safe_dump(sections, sort_keys=False))
 
 
 def _plain(value: object) -> object:

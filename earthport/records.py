@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earthport import __version__
-from earthport.data.base import write_atomic_text
+from earthport import __version__, files
 from earthport.errors import DataError
 from earthport.runtime.host import cpu_model, logical_cpus
 
@@ -145,7 +144,7 @@ def write_record(path: str | Path, kind: str, payload: dict) -> Path:
         raise DataError(f"record payload keys {clash}", f"are reserved; use other names than {list(RESERVED)}")
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     record = to_jsonable({"kind": kind, "created": created, "environment": environment(), **payload})
-    write_atomic_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
+    files.write_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
     _index(path)
     return path
 

@@ -13,6 +13,7 @@ import pytest
 
 from earthport import records
 from earthport.errors import DataError
+from earthport.files import MANIFEST
 from earthport.records import environment, read_record, timing_summary, write_record
 
 
@@ -58,7 +59,8 @@ def test_write_and_read_record(tmp_path):
         "nested": {"ok": True, "values": [np.float64(2.5), None]},
     }
     path = write_record(tmp_path / "runs" / "r.json", "infer", payload)
-    assert path == tmp_path / "runs" / "r.json" and list(path.parent.iterdir()) == [path]  # no temporary left
+    assert path == tmp_path / "runs" / "r.json"
+    assert [p for p in path.parent.iterdir() if p.name != MANIFEST] == [path]  # no temporary left
     record = read_record(path)
     assert record["kind"] == "infer" and record["environment"]["earthport"]
     assert dt.datetime.fromisoformat(record["created"]).utcoffset() == dt.timedelta(0)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
+import os
+import random
+import re
 import sqlite3
 import warnings
 
@@ -17,7 +21,7 @@ from earthport.errors import DataError
 from earthport.metrics import to_markdown
 from earthport.records import read_record, write_record
 from earthport.report.efficiency import energy_efficiency, inference_time, training_time
-from earthport.results import IndexWarning
+from earthport.results import CorruptIndex, ForeignIndex, IndexWarning, store
 
 
 @pytest.fixture(autouse=True)
@@ -85,11 +89,15 @@ def test_rebuild_equals_incremental_index(tmp_path, index):
     _write_some(root)
     incremental = _rows(index)
     counts = results.rebuild([root])
-    assert counts == {"indexed": 3, "skipped": 0, "ignored": 1, "by_kind": {"train": 2, "infer": 1}}
+    assert counts == {"indexed": 3, "skipped": 0, "ignored": 1, "gone": 0, "by_kind": {"train": 2, "infer": 1}}
+    assert _rows(index) == incremental
+    assert results.rebuild([root / "a"])["indexed"] == 3  # what the index lists is kept while its files exist
     assert _rows(index) == incremental
     index.unlink()
     results.rebuild([root, root / "a"])  # overlapping roots index each file once
     assert _rows(index) == incremental
+    (root / "b" / "record.json").unlink()
+    assert results.rebuild([root / "a"])["gone"] == 1 and len(_rows(index)) == 2
 
 
 def test_filters(tmp_path):
@@ -151,11 +159,142 @@ def test_index_failure_never_fails_the_write(tmp_path, index):
     with pytest.warns(IndexWarning, match="written, but not indexed"):
         path = write_record(tmp_path / "r.json", "infer", _infer("unavailable: not timed"))
     assert read_record(path)["kind"] == "infer"
-    with pytest.raises(DataError, match="not a results index"):
+    with pytest.raises(CorruptIndex, match="damaged results index .* `earthport results rebuild` repairs it"):
         results.list_runs()
-    with pytest.warns(IndexWarning, match="unreadable results index"):
+    with pytest.warns(IndexWarning, match="damaged results index .* replaced"):
         assert results.rebuild([tmp_path])["indexed"] == 1  # a corrupt index is replaced, not trusted
     assert len(results.list_runs()) == 1
+
+
+def _overwrite_pages(index, first, last=None, seed=0):
+    """Random bytes over pages first..last (1-based, default to the end) of the SQLite file at ``index``."""
+    data, page = bytearray(index.read_bytes()), 4096
+    end = len(data) if last is None else last * page
+    rng = random.Random(seed)
+    data[(first - 1) * page : end] = bytes(rng.randrange(256) for _ in range(end - (first - 1) * page))
+    index.write_bytes(bytes(data))
+
+
+def _root_page(index, name="records"):
+    """Random bytes over the first page of the table or index ``name``."""
+    with contextlib.closing(sqlite3.connect(index)) as con:
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+    _overwrite_pages(index, root, root)
+
+
+def _sql(*statements):
+    def damage(index):
+        with contextlib.closing(sqlite3.connect(index)) as con, con:
+            for statement in statements:
+                con.execute(statement)
+
+    return damage
+
+
+DAMAGE = {  # kind: (damage the index file, what the error says, whether rebuild replaces the file)
+    "zero-length": (lambda p: p.write_bytes(b""), "an empty file", False),
+    "truncated-half": (lambda p: os.truncate(p, p.stat().st_size // 2), "malformed", True),
+    "truncated-tail": (lambda p: os.truncate(p, p.stat().st_size - 100), "truncated", True),
+    "random-records-page": (_root_page, "malformed", True),
+    "random-middle-pages": (lambda p: _overwrite_pages(p, 2), "malformed", True),
+    "not-sqlite": (lambda p: p.write_text("id,path\nthis is a CSV file, not SQLite\n"), "not a database", True),
+    "missing-table": (_sql("DROP TABLE records"), "table 'records' is missing", False),
+    "wrong-table": (_sql("DROP TABLE records", "CREATE TABLE records (a, b)"), "has other columns", False),
+    "damaged-row-json": (_sql('UPDATE records SET json = \'{"kind": "tr\''), "not a JSON object", False),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_damaged_index_is_reported_and_rebuilt(tmp_path, monkeypatch, capsys, kind):
+    root = tmp_path / "runs"
+    index = root / "results.sqlite"  # the default root of rebuild: the index's folder
+    monkeypatch.setenv("EARTHPORT_RESULTS", str(index))
+    paths = _write_some(root)
+    healthy = _rows(index)
+    damage, says, replaced = DAMAGE[kind]
+    damage(index)
+    with pytest.raises(CorruptIndex, match=re.escape(says)) as err:
+        results.records()
+    assert str(err.value).startswith(f"{index}: damaged results index") and "results rebuild" in str(err.value)
+    for command in (["list"], ["export", str(tmp_path / "all.json")], ["show", results.run_id(paths[0])]):
+        if command[0] in ("list", "show") and kind == "damaged-row-json":
+            continue  # neither reads the indexed JSON (show reads the record file, the truth)
+        assert main(["results", *command]) == 2, command
+        err_lines = capsys.readouterr().err.strip().splitlines()
+        assert len(err_lines) == 1 and str(index) in err_lines[0] and "Traceback" not in err_lines[0], command
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["results", "rebuild"]) == 0
+    assert "indexed 3 records (1 infer, 2 train)" in capsys.readouterr().out
+    assert any("replaced by a rebuilt one" in str(w.message) for w in caught) == replaced
+    assert _rows(index) == healthy
+    assert [p.name for p in root.iterdir() if p.name.startswith(".results")] == []  # no temporary left
+
+
+def test_rebuild_finds_damage_reads_do_not_touch(tmp_path, index):
+    root = tmp_path / "runs"
+    _write_some(root)
+    healthy = _rows(index)
+    _root_page(index, "records_kind")  # an index page a full scan never reads: PRAGMA quick_check sees it
+    with pytest.warns(IndexWarning, match=r"damaged results index \(quick_check: .*\) replaced"):
+        assert results.rebuild([root])["indexed"] == 3
+    assert _rows(index) == healthy
+    with contextlib.closing(sqlite3.connect(index)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_rebuild_keeps_the_old_file_until_the_rename(tmp_path, index, monkeypatch):
+    _write_some(tmp_path / "runs")
+    index.write_text("damaged")
+
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.rebuild([tmp_path / "runs"])
+    assert index.read_text() == "damaged" and sorted(p.name for p in index.parent.iterdir()) == ["results.sqlite"]
+
+
+def test_foreign_database_is_left_alone(tmp_path, index, capsys):
+    index.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(index)) as con, con:
+        con.execute("CREATE TABLE users (name TEXT)")
+        con.execute("INSERT INTO users VALUES ('ada')")
+    before = index.read_bytes()
+    with pytest.raises(ForeignIndex, match=r"tables \['users'\] .* not an earthport results index"):
+        results.list_runs()
+    with pytest.warns(IndexWarning, match="not indexed"):
+        write_record(tmp_path / "runs" / "r.json", "infer", _infer("unavailable: not timed"))
+    with pytest.raises(ForeignIndex):
+        results.rebuild([tmp_path / "runs"])
+    assert main(["results", "rebuild", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(index) in err[0] and "leaves it alone" in err[0]
+    assert index.read_bytes() == before
+
+
+def test_locked_index_is_not_called_damaged(tmp_path, index, monkeypatch):
+    _write_some(tmp_path / "runs")
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    with contextlib.closing(sqlite3.connect(index, isolation_level=None)) as holder:
+        holder.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(DataError, match="not usable now .*database is locked") as err:
+            results.list_runs()
+        assert not isinstance(err.value, CorruptIndex)
+        holder.execute("ROLLBACK")
+    assert len(results.list_runs()) == 3
+
+
+def test_cli_rebuild_skips_a_damaged_record_file(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _write_some(root)
+    (root / "b" / "record.json").write_text('{"kind": "train", "created": "2024')  # truncated mid-write
+    with pytest.warns(IndexWarning, match=r"skipped .*b/record.json: not a JSON record"):
+        assert main(["results", "rebuild", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 2 records" in out and "skipped 1 unreadable" in out
+    assert len(results.list_runs()) == 2
 
 
 def _write_many(root, worker: int, count: int) -> None:

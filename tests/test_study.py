@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from earthport import files
 from earthport.cli import main
 from earthport.report.study_report import headline_rmse
 from earthport.runtime.imports import mindspore_available
@@ -66,7 +67,7 @@ def test_a_stage_is_reused_only_when_an_earlier_study_ran_the_same_command(tmp_p
     stage = Stage("train", ["--version"], done_when=str(run / "best.pt"), owns=str(run))
     run_stage(stage)
     assert stage.status == "done" and not stage.cached()  # the command ran, but left no best.pt
-    (run / "best.pt").write_bytes(b"weights")
+    files.atomic_write(run / "best.pt", lambda tmp: tmp.write_bytes(b"weights"))  # as the train stage writes it
     again = Stage("train", ["--version"], done_when=str(run / "best.pt"), owns=str(run))
     run_stage(again)
     assert again.status == "cached"

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from earthport import files
 from earthport.bench.steps import BenchSpec
-from earthport.data.base import write_atomic_text
 from earthport.errors import EarthportError
 from earthport.records import to_jsonable
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {"result": measure(BenchSpec.from_dict(json.loads(spec_file.read_text())))}
     except EarthportError as err:
         result = {"error": " ".join(str(err).split())}
-    write_atomic_text(result_file, json.dumps(to_jsonable(result, "bench result")))
+    files.write_text(result_file, json.dumps(to_jsonable(result, "bench result")))
     return 2 if "error" in result else 0
 
 

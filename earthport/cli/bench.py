@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from earthport.bench.steps import DEFAULT_DATASET_SIZE
-from earthport.cli.common import framework_arguments
+from earthport.cli.common import OVERWRITE, count, framework_arguments, positive_float, positive_int
 
 
 def energy_estimate(text: str) -> float:
@@ -42,7 +42,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         dataset_size=args.dataset_size, energy=args.energy, tdp_watts=args.energy_estimate, ms_mode=args.ms_mode,
         compile=args.compile, threads=args.threads, budget_s=args.time_budget,
     )  # fmt: skip
-    payload, path = bench(spec, args.out)
+    payload, path = bench(spec, args.out, overwrite=args.overwrite)
     print_bench(payload)
     print(f"wrote {path}")
 
@@ -84,22 +84,24 @@ def _joules(energy: dict | str) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time and meter a model's inference and training steps; write a record")
+    p = sub.add_parser(
+        "bench", parents=[OVERWRITE], help="time and meter a model's inference and training steps; write a record"
+    )
     p.add_argument("--model", default="fourcastnet")
     p.add_argument("--preset", default="tiny", help="size preset: tiny, small or paper (default tiny)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"], help="cuda also means ROCm")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=20, help="timed steps per phase (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first: compile, allocate (default 3)")
-    p.add_argument("--dataset-size", type=int, default=DEFAULT_DATASET_SIZE,
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=20, help="timed steps per phase (default 20)")
+    p.add_argument("--warmup", type=count, default=3, help="untimed steps first: compile, allocate (default 3)")
+    p.add_argument("--dataset-size", type=positive_int, default=DEFAULT_DATASET_SIZE,
                    help="samples per epoch for the epoch estimate (default: a year of 6-hourly fields)")  # fmt: skip
     p.add_argument("--energy", type=energy_meters, default="auto", help="auto, none or meter names (nvml,rapl)")
     p.add_argument("--energy-estimate", type=energy_estimate, metavar="tdp=WATTS",
                    help="also estimate energy as WATTS x time, labelled; used where no meter measures")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="torch: torch.compile the model (mode 'compiled')")
-    p.add_argument("--threads", type=int, help="CPU threads (torch intra-op, MindSpore kernel threads)")
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop timing a phase after this long")
+    p.add_argument("--threads", type=positive_int, help="CPU threads (torch intra-op, MindSpore kernel threads)")
+    p.add_argument("--time-budget", type=positive_float, metavar="SECONDS", help="stop timing a phase after this long")
     p.add_argument("--out", type=Path, help="record (default runs/bench/<model>-<preset>-<framework>-...json)")
     framework_arguments(p, "torch")
     p.set_defaults(func=cmd_bench)

@@ -4,11 +4,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import yaml
 
 QUIET = argparse.ArgumentParser(add_help=False)
 QUIET.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+OVERWRITE = argparse.ArgumentParser(add_help=False)
+OVERWRITE.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier output of earthport's (never anything else)")  # fmt: skip
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (epochs, steps, batch sizes, years)."""
+    return _number(text, int, 1, "an integer >= 1")
+
+
+def count(text: str) -> int:
+    """An integer >= 0 (repeats, warm-up steps)."""
+    return _number(text, int, 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, seconds, degrees)."""
+    value = _number(text, float, 0, "a number > 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _number(text, float, 0, "a number in [0, 1]")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1]")
+    return value
+
+
+def _number(text: str, kind: type, least: float, expected: str):  # noqa: ANN202
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+    if not math.isfinite(value) or value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+    return value
 
 
 def grid(text: str) -> tuple[int, int]:
@@ -16,6 +56,8 @@ def grid(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"grid {text!r} is not HxW, e.g. 32x64 or 721x1440") from None
+    if min(height, width) < 2:
+        raise argparse.ArgumentTypeError(f"grid {text!r}: both sizes must be >= 2")
     return height, width
 
 

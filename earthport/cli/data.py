@@ -5,31 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from earthport.cli.common import QUIET, grid, names
+from earthport import files
+from earthport.cli.common import OVERWRITE, QUIET, fraction, grid, names, positive_float, positive_int
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from earthport.data.generate import generate
 
-    generate(
-        args.out,
-        kind=args.kind,
-        grid=args.grid,
-        years=args.years,
-        steps_per_year=args.steps_per_year,
-        seed=args.seed,
-        channels=args.channels,
-        start_year=args.start_year,
-        step_hours=args.time_step_hours,
-        progress=not args.quiet,
-    )
+    settings = {"kind": args.kind, "grid": args.grid, "years": args.years, "steps_per_year": args.steps_per_year,
+                "seed": args.seed, "channels": args.channels, "start_year": args.start_year,
+                "step_hours": args.time_step_hours}  # fmt: skip
+    files.write_whole(args.out, args.overwrite, lambda out: generate(out, progress=not args.quiet, **settings))
     print(f"wrote {args.kind} data to {args.out}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from earthport.data.layouts import convert
 
-    convert(args.src, args.dst, args.to, channels=args.channels, progress=not args.quiet)
+    files.write_whole(
+        args.dst,
+        args.overwrite,
+        lambda dst: convert(args.src, dst, args.to, args.channels, progress=not args.quiet),
+        folder=args.dst.suffix != ".nc",
+    )
     print(f"wrote {args.dst} ({args.to})")
 
 
@@ -49,7 +47,8 @@ def cmd_regrid(args: argparse.Namespace) -> None:
 
     lat, lon = regular_grid(args.resolution)
     series = RegriddedSeries(open_series(args.src, args.channels), lat, lon, min_fraction=args.min_fraction)
-    write_series(series, args.dst, args.to, progress=not args.quiet)
+    files.write_whole(args.dst, args.overwrite, lambda dst: write_series(series, dst, args.to, progress=not args.quiet),
+                      folder=args.dst.suffix != ".nc")  # fmt: skip
     print(f"wrote {args.dst} on a {args.resolution} degree grid ({lat.size} x {lon.size})")
 
 
@@ -66,8 +65,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from earthport.workflows.evaluate import evaluate_baselines, show_scores, write_scores
+    from earthport.workflows.evaluate import check_scores_path, evaluate_baselines, show_scores, write_scores
 
+    if args.out:
+        check_scores_path(args.out, args.overwrite)
     scores = evaluate_baselines(
         args.data,
         baselines=args.baseline or ["persistence", "climatology"],
@@ -88,18 +89,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="generate, convert, inspect and prepare data sets").add_subparsers(
         dest="data_command", required=True
     )
-    p = data.add_parser("generate", parents=[QUIET], help="generated data with learnable dynamics, FourCastNet layout")
+    p = data.add_parser(
+        "generate", parents=[QUIET, OVERWRITE], help="generated data with learnable dynamics, FourCastNet layout"
+    )
     p.add_argument("--kind", choices=["atmosphere", "ocean"], default="atmosphere")
     p.add_argument("--grid", type=grid, default=(32, 64), help="HxW, e.g. 32x64 or 721x1440 (default 32x64)")
-    p.add_argument("--years", type=int, default=3, help="years; the last is test, the one before valid")
-    p.add_argument("--steps-per-year", type=int, default=120, help="steps written per year from 1 January")
-    p.add_argument("--time-step-hours", type=float, help="default 6 (atmosphere) or 24 (ocean)")
+    p.add_argument("--years", type=positive_int, default=3, help="years; the last is test, the one before valid")
+    p.add_argument("--steps-per-year", type=positive_int, default=120, help="steps written per year from 1 January")
+    p.add_argument("--time-step-hours", type=positive_float, help="default 6 (atmosphere) or 24 (ocean)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start-year", type=int, default=2000)
     p.add_argument("--channels", type=names, help="comma-separated channel names (default: the kind's set)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_generate)
-    p = data.add_parser("convert", parents=[QUIET], help="convert between layouts (fcn, wb2 zarr/netCDF, hycom, cmems)")
+    p = data.add_parser(
+        "convert", parents=[QUIET, OVERWRITE], help="convert between layouts (fcn, wb2 zarr/netCDF, hycom, cmems)"
+    )
     p.add_argument("src", help="directory, .zarr, .nc, or a built-in name (ostia)")
     p.add_argument("dst", type=Path)
     p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], required=True)
@@ -108,13 +113,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data.add_parser("stats", parents=[QUIET], help="recompute means, stds and climatology in one streaming pass")
     p.add_argument("data", type=Path)
     p.add_argument("--split", default="train", choices=["train", "valid", "test"])
-    p.add_argument("--chunk", type=int, default=8, help="time steps per read")
+    p.add_argument("--chunk", type=positive_int, default=8, help="time steps per read")
     p.set_defaults(func=cmd_stats)
-    p = data.add_parser("regrid", parents=[QUIET], help="NaN-aware conservative regridding to a regular grid")
+    p = data.add_parser(
+        "regrid", parents=[QUIET, OVERWRITE], help="NaN-aware conservative regridding to a regular grid"
+    )
     p.add_argument("src")
     p.add_argument("dst", type=Path)
-    p.add_argument("--resolution", type=float, default=0.25, help="target spacing in degrees (default 0.25)")
-    p.add_argument("--min-fraction", type=float, default=0.5, help="least valid area for a valid target cell")
+    p.add_argument("--resolution", type=positive_float, default=0.25, help="target spacing in degrees (default 0.25)")
+    p.add_argument("--min-fraction", type=fraction, default=0.5, help="least valid area for a valid target cell")
     p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], default="fcn")
     p.add_argument("--channels", type=names)
     p.set_defaults(func=cmd_regrid)
@@ -127,14 +134,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=["ostia"])
     p.add_argument("--out", type=Path, help="default: $EARTHPORT_DATA/NAME (~/.cache/earthport/NAME)")
     p.set_defaults(func=cmd_sample)
-    p = sub.add_parser("evaluate", parents=[QUIET], help="score baseline forecasts per channel and lead (RMSE, ACC)")
+    p = sub.add_parser(
+        "evaluate", parents=[QUIET, OVERWRITE], help="score baseline forecasts per channel and lead (RMSE, ACC)"
+    )
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
     p.add_argument("--baseline", action="append", choices=["persistence", "climatology"], help="repeatable")
-    p.add_argument("--leads", type=int, default=4, help="lead times in steps (default 4)")
+    p.add_argument("--leads", type=positive_int, default=4, help="lead times in steps (default 4)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--convention", default="wb2", choices=["wb2", "fcn"], help="RMSE: sqrt of mean, or mean of sqrt")
     p.add_argument("--weighting", default="cos", choices=["cos", "area"], help="latitude weights")
-    p.add_argument("--max-inits", type=int, help="at most this many initial times, evenly spread")
+    p.add_argument("--max-inits", type=positive_int, help="at most this many initial times, evenly spread")
     p.add_argument("--all-channels", action="store_true", help="show every channel, not only the headline ones")
     p.add_argument("--out", type=Path, help="write all scores to .csv, .json or .md")
     p.set_defaults(func=cmd_evaluate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from earthport.cli.common import QUIET, framework_arguments, setting
+from earthport.cli.common import OVERWRITE, QUIET, count, framework_arguments, positive_float, positive_int, setting
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -16,14 +16,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from earthport.workflows.train import train
 
     model_fields = [f.name for f in fields(registry.config_class(args.model or "fourcastnet"))]
-    patience = args.epochs + 1 if args.epochs else None  # --epochs N: exactly N epochs, no early stop
+    patience = None if args.epochs is None else args.epochs + 1  # --epochs N: exactly N epochs, no early stop
+    max_epochs = args.max_epochs if args.epochs is None else args.epochs
     config = load_train_config(
         args.config, args.set, model_fields, model=args.model, preset=args.preset, lr=args.lr,
-        batch_size=args.batch_size, max_epochs=args.epochs or args.max_epochs, patience=patience,
+        batch_size=args.batch_size, max_epochs=max_epochs, patience=patience,
         time_limit=args.time_limit, device=args.device, precision=args.precision, seed=args.seed,
         framework=args.framework, ms_mode=args.ms_mode,
     )  # fmt: skip
-    record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
+                   overwrite=args.overwrite)  # fmt: skip
     print(
         f"{record['stop_reason']} after {record['epochs']} epochs ({record['train_seconds']:.0f} s); "
         f"best validation loss {record['best_valid_loss']} at epoch {record['best_epoch']}; "
@@ -57,6 +59,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         framework=args.framework,
         ms_mode=args.ms_mode,
+        overwrite=args.overwrite,
     )
     scores = pd.DataFrame(record["scores"])
     channels = headline_channels(record["data"]["kind"], record["channels"]["output"]) or None
@@ -71,51 +74,53 @@ def cmd_infer(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from earthport.workflows.export import export_mindir
 
-    record = export_mindir(args.checkpoint, args.out, batch_size=args.batch_size, device=args.device)
+    record = export_mindir(args.checkpoint, args.out, batch_size=args.batch_size, device=args.device,
+                           overwrite=args.overwrite)  # fmt: skip
     shape = "x".join(str(n) for n in record["input"]["shape"])
     print(f"wrote {args.out} (MindIR, input {shape} float32, {record['output']['bytes'] / 2**20:.1f} MiB)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("infer", parents=[QUIET], help="forecast from a checkpoint, write the fields, score and time it")
+    p = sub.add_parser("infer", parents=[QUIET, OVERWRITE],
+                       help="forecast from a checkpoint, write the fields, score and time it")  # fmt: skip
     p.add_argument("--checkpoint", type=Path, required=True, help="earthport, NVlabs or MindSpore checkpoint")
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
-    p.add_argument("--steps", type=int, required=True, help="model steps to roll out")
+    p.add_argument("--steps", type=positive_int, required=True, help="model steps to roll out")
     p.add_argument("--out", type=Path, required=True, help="forecast file: .nc (netCDF) or .zarr")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"], help="cuda also means ROCm")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--max-inits", type=int, default=8, help="at most this many initial times (default 8)")
-    p.add_argument("--init-stride", type=int, help="every S-th valid initial time (default: spread evenly)")
+    p.add_argument("--max-inits", type=positive_int, default=8, help="at most this many initial times (default 8)")
+    p.add_argument("--init-stride", type=positive_int, help="every S-th valid initial time (default: spread evenly)")
     p.add_argument("--set", type=setting, action="append", metavar="KEY=VALUE", help="config override, YAML value")
-    p.add_argument("--batch-size", type=int, default=1, help="initial times rolled out together")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="initial times rolled out together")
     p.add_argument("--format", choices=["netcdf", "zarr"], help="default from the --out suffix")
     p.add_argument("--convention", default="wb2", choices=["wb2", "fcn"], help="RMSE: sqrt of mean, or mean of sqrt")
-    p.add_argument("--latency-repeats", type=int, default=20, help="timed single steps (default 20; 0: none)")
+    p.add_argument("--latency-repeats", type=count, default=20, help="timed single steps (default 20; 0: none)")
     framework_arguments(p, "torch")
     p.set_defaults(func=cmd_infer)
-    p = sub.add_parser("export", parents=[QUIET], help="export a checkpoint as MindIR (MindSpore) for deployment")
+    p = sub.add_parser("export", parents=[QUIET, OVERWRITE], help="export a checkpoint as MindIR for deployment")
     p.add_argument("--checkpoint", type=Path, required=True, help="MindSpore .ckpt/.safetensors or earthport .pt")
     p.add_argument("--out", type=Path, required=True, help="the .mindir file to write")
-    p.add_argument("--batch-size", type=int, default=1, help="batch size fixed in the graph (default 1)")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="batch size fixed in the graph (default 1)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "npu"])
     p.set_defaults(func=cmd_export)
-    p = sub.add_parser("train", parents=[QUIET], help="train a model to convergence (resumable)")
+    p = sub.add_parser("train", parents=[QUIET, OVERWRITE], help="train a model to convergence (resumable)")
     p.add_argument("--model", help="model name (default fourcastnet)")
     p.add_argument("--preset", help="size preset: tiny, small or paper (default tiny)")
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config, record)")
     p.add_argument("--config", type=Path, help="YAML with sections model, data, optimizer, train")
     p.add_argument("--set", action="append", default=[], help="key=value override, e.g. train.lr=1e-3; repeatable")
-    p.add_argument("--epochs", type=int, help="train exactly this many epochs (no early stopping)")
-    p.add_argument("--max-epochs", type=int, help="cap on epochs; stops earlier on convergence")
-    p.add_argument("--time-limit", type=float, help="seconds of training before stopping")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=positive_int, help="train exactly this many epochs (no early stopping)")
+    p.add_argument("--max-epochs", type=positive_int, help="cap on epochs; stops earlier on convergence")
+    p.add_argument("--time-limit", type=positive_float, help="seconds of training before stopping")
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "npu"])
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest last.*")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in total (resumable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.* of most steps)")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in total (resumable)")
     framework_arguments(p, None)
     p.set_defaults(func=cmd_train)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from earthport.cli.common import OVERWRITE
+
 SHOWN = {
     "id": "id", "kind": "kind", "created": "created", "model": "model", "preset": "preset",
     "framework": "framework", "device_description": "device", "precision": "precision", "batch_size": "batch",
@@ -47,8 +49,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from earthport import results
+    from earthport import files, results
 
+    files.check_output(args.file, args.overwrite)
     count = results.export(args.file, kind=args.kind, framework=args.framework)
     print(f"wrote {args.file} ({count} runs from {_where()})")
 
@@ -56,11 +59,12 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_rebuild(args: argparse.Namespace) -> None:
     from earthport import results
 
-    counts = results.rebuild(args.roots or ["runs"])
+    counts = results.rebuild(args.roots or None)
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts["by_kind"].items())) or "none"
+    gone = f"; dropped {counts['gone']} listed records whose files are gone" if counts["gone"] else ""
     print(
         f"indexed {counts['indexed']} records ({kinds}) in {_where()}; skipped {counts['skipped']} unreadable, "
-        f"ignored {counts['ignored']} other JSON files"
+        f"ignored {counts['ignored']} other JSON files{gone}"
     )
 
 
@@ -104,13 +108,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ids", nargs="+", help="run ids (or unique prefixes)")
     p.add_argument("--metric", action="append", help="dotted path in the record, e.g. latency_s.median (repeat)")
     p.set_defaults(func=cmd_compare)
-    p = cmds.add_parser("export", help="write the index as CSV (flat columns) or JSON (full records)")
+    p = cmds.add_parser("export", parents=[OVERWRITE], help="the index as CSV (flat columns) or JSON (full records)")
     p.add_argument("file", type=Path, help="*.csv or *.json")
     p.add_argument("--kind")
     p.add_argument("--framework", choices=["torch", "mindspore"])
     p.set_defaults(func=cmd_export)
-    p = cmds.add_parser("rebuild", help="drop the index and recreate it from the record files")
-    p.add_argument("roots", nargs="*", type=Path, help="directories to scan for *.json records (default runs)")
+    p = cmds.add_parser("rebuild", help="recreate the index from the record files (repairs a damaged index)")
+    p.add_argument("roots", nargs="*", type=Path,
+                   help="directories to scan for *.json records (default: the folder holding the index, runs/); "
+                        "records the old index lists are kept while their files exist")  # fmt: skip
     p.set_defaults(func=cmd_rebuild)
     p = cmds.add_parser("table", help="cost tables: energy (Table S1), training (Tables 2, 3), inference (Table 4)")
     p.add_argument("table", choices=list(TABLES))

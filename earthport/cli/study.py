@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from earthport.cli.bench import energy_estimate
-from earthport.cli.common import QUIET, names
+from earthport.cli.common import OVERWRITE, QUIET, names
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -15,7 +15,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     from earthport.workflows.study import run_study
 
     record = run_study(args.out, preset=args.preset, frameworks=args.frameworks, device=args.device,
-                       scale=args.scale, tdp_watts=args.energy_estimate, progress=not args.quiet)  # fmt: skip
+                       scale=args.scale, tdp_watts=args.energy_estimate, progress=not args.quiet,
+                       overwrite=args.overwrite)  # fmt: skip
     for name, table in headline_rmse(args.out).items():
         print_frame(table, title=f"{name}: RMSE on the test years (ACC and plots in the report)")
     for framework, reason in record["skipped_frameworks"].items():
@@ -34,7 +35,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("study", parents=[QUIET], help="migrate, verify and measure on built-in data; then the report")
+    p = sub.add_parser(
+        "study", parents=[QUIET, OVERWRITE], help="migrate, verify and measure on built-in data; then the report"
+    )
     p.add_argument("--out", type=Path, default=Path("runs/study"))
     p.add_argument("--preset", default="tiny", help="model size preset (default tiny)")
     p.add_argument("--frameworks", type=names, help="comma-separated (default: every framework installed)")

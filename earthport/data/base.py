@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from earthport import files
 from earthport.data.channels import units_of
 from earthport.errors import DataError
 
@@ -99,6 +100,8 @@ class Metadata:
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "metadata") -> Metadata:
+        if not isinstance(data, dict):
+            raise DataError(where, f"expected a JSON object with 'channels' and 'grid', got {type(data).__name__}")
         try:
             channels = tuple(Channel(**c) for c in data["channels"])
             return cls(
@@ -115,18 +118,25 @@ class Metadata:
         except TypeError as err:
             raise DataError(where, f"malformed channel entry ({err})") from None
 
-    def save(self, path: Path) -> None:
-        write_atomic_text(path, json.dumps(self.to_dict(), indent=1))
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """Write as JSON; ``extra`` keys (a layout's own, such as the year files of each split) go beside."""
+        files.write_text(path, json.dumps({**self.to_dict(), **(extra or {})}, indent=1))
 
     @classmethod
     def load(cls, path: Path) -> Metadata:
-        if not Path(path).exists():
-            raise DataError(path, "file not found (expected the data set's metadata.json)")
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(path, f"not valid JSON ({err})") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_json(path), where=str(path))
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in a data set's metadata file; DataError naming the file when missing or malformed."""
+    if not Path(path).exists():
+        raise DataError(path, "file not found (expected the data set's metadata.json)")
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(path, f"not valid JSON ({err})") from None
+    except OSError as err:
+        raise DataError(path, f"cannot be read ({err})") from None
 
 
 @runtime_checkable
@@ -179,23 +189,19 @@ def north_to_south(lat: np.ndarray) -> tuple[np.ndarray, bool]:
     return lat, False
 
 
-def check_valid(fields: np.ndarray, mask: np.ndarray | None, where: str, names: Sequence[str]) -> None:
-    """Raise a DataError naming the channel where a NaN or inf sits inside the valid (unmasked) region.
+def check_valid(
+    fields: np.ndarray, mask: np.ndarray | None, where: str, names: Sequence[str], time: np.ndarray, first: int
+) -> None:
+    """Raise a DataError naming the channel, time index and time where a NaN or inf sits inside the valid
+    (unmasked) region.
 
-    fields: [time, channel, lat, lon]; mask: [channel, lat, lon] (True = valid) or None.
+    fields: [time, channel, lat, lon], steps ``first ..`` of the file ``where``; ``time``: their times;
+    mask: [channel, lat, lon] (True = valid) or None.
     """
     bad = ~np.isfinite(fields)
     if mask is not None:
         bad &= mask[None]
     if bad.any():
         t, c = np.argwhere(bad)[0][:2]
-        raise DataError(where, f"non-finite value in channel {names[c]!r} at time index {t} outside the land mask")
-
-
-def write_atomic_text(path: Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+        at = f"time index {first + t} ({np.datetime_as_string(np.datetime64(time[t], 's'))})"
+        raise DataError(where, f"non-finite value in channel {names[c]!r} at {at} outside the land mask")

@@ -1,7 +1,9 @@
 """The FourCastNet / AI-GOMS directory layout, read and written.
 
-    DIR/metadata.json                 channels (name, role, units), grid, time step, calendar
-    DIR/{train,valid,test}/YYYY.h5    dataset ``fields`` [time, channel, lat, lon] float32, dataset ``time``
+    DIR/metadata.json                 channels (name, role, units), grid, time step, calendar, and ``years``:
+                                      split -> the year files that belong to it (any other is refused)
+    DIR/{train,valid,test}/YYYY.h5    dataset ``fields`` [time, channel, lat, lon] float32, dataset ``time``,
+                                      attribute ``channels`` (names, checked against metadata.json's)
     DIR/stats/global_means.npy        [1, channel, 1, 1]; also global_stds.npy, time_means.npy [1, C, lat, lon]
     DIR/land_mask.h5                  ocean data only: ``land_mask`` [1, C, lat, lon], 1 = ocean (valid)
     DIR/static/NAME.h5                static fields such as orography, dataset ``fields`` [1, lat, lon]
@@ -13,6 +15,7 @@ grid is the 0.25-degree 721 x 1440 ERA5 grid implied by the file shape.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +23,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from earthport.data.base import Channel, FieldSeries, Metadata, check_valid, iter_chunks, north_to_south, years_of
+from earthport import files
+from earthport.data import validate
+from earthport.data.base import (
+    Channel,
+    FieldSeries,
+    Metadata,
+    check_valid,
+    iter_chunks,
+    north_to_south,
+    read_json,
+    years_of,
+)
 from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.data.stats import Stats, StatsAccumulator
 from earthport.errors import DataError
@@ -53,27 +67,43 @@ def h5_dataset(file: h5py.File, name: str, ndim: int) -> h5py.Dataset:
 
 
 class FcnSeries:
-    """FieldSeries over a list of yearly HDF5 files, read lazily; ``channels`` are positions in the files."""
+    """FieldSeries over a list of yearly HDF5 files, read lazily; ``channels`` are positions in the files.
+
+    ``file_names``: the channels every file must hold, in order (``metadata.json``'s); None for NVlabs' files,
+    which hold at least the channels asked for on at least ``meta``'s rows.
+    """
 
     def __init__(
-        self, files: Sequence[Path], meta: Metadata, channels: list[int], mask: np.ndarray | None, flip_lat: bool
+        self,
+        files: Sequence[Path],
+        meta: Metadata,
+        channels: list[int],
+        mask: np.ndarray | None,
+        flip_lat: bool,
+        file_names: Sequence[str] | None = None,
     ):
         if not files:
             raise DataError("year files", "none given")
         self.files, self.meta, self.mask, self.channels, self.flip_lat = list(files), meta, mask, channels, flip_lat
-        self.lat_rows = meta.lat.size
+        self.lat_rows, self.file_names = meta.lat.size, file_names
         counts, times = [], []
         for path in self.files:
             with open_h5(path) as f:
                 fields = h5_dataset(f, "fields", 4)
-                self._check_shape(path, fields.shape)
+                self._check_file(path, f, fields)
                 counts.append(fields.shape[0])
                 times.append(_read_time(f, path, fields.shape[0], meta.time_step_hours))
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
         self.time = np.concatenate(times)
         self._handles: dict[int, tuple[int, h5py.File]] = {}
 
-    def _check_shape(self, path: Path, shape: tuple[int, ...]) -> None:
+    def _check_file(self, path: Path, f: h5py.File, fields: h5py.Dataset) -> None:
+        """Channels and grid as ``metadata.json`` says (NVlabs: enough of them), and data really written."""
+        shape = fields.shape
+        if self.file_names is not None:
+            validate.check_channels(path, shape[1], validate.stored_channels(f), self.file_names)
+            validate.check_grid(path, shape, self.file_names, (self.lat_rows, self.meta.lon.size))
+        validate.check_written(path, fields)
         height, width = shape[2:]
         if shape[1] <= max(self.channels) or height < self.lat_rows or width != self.meta.lon.size:
             raise DataError(
@@ -105,11 +135,8 @@ class FcnSeries:
             a, b = max(start, lo) - lo, min(stop, hi) - lo
             parts.append(self._read_file(index, int(a), int(b)))
         if len(parts) == 1:
-            fields = parts[0]
-        else:
-            fields = np.concatenate(parts) if parts else np.zeros((0, *self.meta.shape), np.float32)
-        check_valid(fields, self.mask, str(self.files[first]) if parts else "fields", self.meta.names)
-        return fields
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros((0, *self.meta.shape), np.float32)
 
     def _read_file(self, index: int, a: int, b: int) -> np.ndarray:
         dataset = self._file(index)["fields"]
@@ -119,13 +146,15 @@ class FcnSeries:
             else:  # h5py wants increasing indices: read them sorted, then put them in the asked order
                 stored = sorted(set(self.channels))
                 block = dataset[a:b, stored][:, [stored.index(c) for c in self.channels]]
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
             raise DataError(self.files[index], f"cannot read time steps {a}:{b}, truncated? ({err})") from None
         block = np.asarray(block, dtype=np.float32)
         if block.shape[2] != self.lat_rows:  # NVlabs' 721 rows -> the model's 720
             block = block[:, :, : self.lat_rows]
         if self.flip_lat:
             block = block[:, :, ::-1]
+        time = self.time[self.offsets[index] + a : self.offsets[index] + b]
+        check_valid(block, self.mask, str(self.files[index]), self.meta.names, time, a)
         if self.mask is not None:
             return np.where(self.mask[None], block, np.float32(0))
         return np.ascontiguousarray(block)
@@ -144,18 +173,26 @@ class FcnDirectory:
         if not self.root.is_dir():
             raise DataError(self.root, "directory not found")
         self.nvlabs = not (self.root / "metadata.json").exists() and (self.root / "stats_v0").is_dir()
+        # file_names: the channels every year file holds; years: split -> its year files (None: the folders')
+        self.file_names: list[str] | None = None
+        self.years: dict[str, list[int]] | None = None
         if self.nvlabs:
             full_meta = _nvlabs_metadata(self.root)
             self._file_lat_order_flip = False
         elif (self.root / "metadata.json").exists():
-            stored = Metadata.load(self.root / "metadata.json")
+            data = read_json(self.root / "metadata.json")
+            stored = Metadata.from_dict(data, where=str(self.root / "metadata.json"))
+            self.years = validate.split_years(data, self.root / "metadata.json", SPLITS)
+            self.file_names = stored.names
             full_meta, self._file_lat_order_flip = _normalised(stored)
         else:
             raise DataError(self.root, "neither metadata.json (earthport layout) nor stats_v0/ (NVlabs layout) found")
+        self.file_grid = full_meta.shape[1:]
         names = list(channels) if channels else full_meta.names
         self.channel_index = full_meta.indices(names)
         self.meta = full_meta.select(names)
         self.mask = self._read_mask()
+        validate.check_disjoint({split: self._split_files(split) for split in SPLITS})
 
     @property
     def stats_dir(self) -> Path:
@@ -167,13 +204,21 @@ class FcnDirectory:
         return self.root / (NVLABS_SPLITS[split] if self.nvlabs else split)
 
     def splits(self) -> list[str]:
-        return [s for s in SPLITS if self.split_dir(s).is_dir() and any(self.split_dir(s).glob("*.h5"))]
+        return [s for s in SPLITS if self._split_files(s)]
 
     def year_files(self, split: str) -> list[Path]:
-        files = sorted(self.split_dir(split).glob("*.h5"))
+        files = self._split_files(split)
         if not files:
             raise DataError(self.split_dir(split), f"no year files (*.h5) for split {split!r}")
         return files
+
+    def _split_files(self, split: str) -> list[Path]:
+        """The year files of ``split``: those ``metadata.json`` lists (any other is an error), else the folder's."""
+        folder = self.split_dir(split)
+        found = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+        if self.years is None:
+            return found
+        return validate.check_listed(folder, split, found, self.years.get(split, []), self.root / "metadata.json")
 
     def series(self, split: str | None = None) -> FcnSeries:
         """The year files of ``split``, or of every split in time order when ``split`` is None."""
@@ -181,10 +226,13 @@ class FcnDirectory:
             files = sorted((f for s in self.splits() for f in self.year_files(s)), key=lambda f: f.stem)
         else:
             files = self.year_files(split)
-        return FcnSeries(files, self.meta, self.channel_index, self.mask, self._file_lat_order_flip)
+        return FcnSeries(files, self.meta, self.channel_index, self.mask, self._file_lat_order_flip, self.file_names)
 
     def stats(self) -> Stats:
-        stats = Stats.load(self.stats_dir, self.channel_index)
+        """The statistics of the selected channels; shapes (earthport: exactly the files' channels and grid),
+        values and standard deviations checked."""
+        shape = (None, None, None) if self.file_names is None else (len(self.file_names), *self.file_grid)
+        stats = Stats.load(self.stats_dir, self.channel_index, self.meta.names, shape)
         height = self.meta.lat.size
         time_means = stats.time_means[..., :height, :]
         if self._file_lat_order_flip:
@@ -199,7 +247,9 @@ class FcnDirectory:
         """A static field [lat, lon] from ``static/NAME.h5``."""
         path = self.root / "static" / f"{name}.h5"
         with open_h5(path) as f:
-            field = np.asarray(h5_dataset(f, "fields", 3)[0], np.float32)[: self.meta.lat.size]
+            field = validate.read_h5(path, h5_dataset(f, "fields", 3), 0).astype(np.float32)[: self.meta.lat.size]
+        if field.shape != self.meta.shape[1:]:
+            raise DataError(f"{path}:fields", f"grid {field.shape} is not the data set's {self.meta.shape[1:]}")
         return field[::-1].copy() if self._file_lat_order_flip else field
 
     def _read_mask(self) -> np.ndarray | None:
@@ -207,7 +257,11 @@ class FcnDirectory:
         if not path.exists():
             return None
         with open_h5(path) as f:
-            mask = np.asarray(h5_dataset(f, "land_mask", 4)[0])[self.channel_index, : self.meta.lat.size]
+            mask = validate.read_h5(path, h5_dataset(f, "land_mask", 4), 0)
+        if self.file_names is not None and mask.shape[0] != len(self.file_names):
+            listed = len(self.file_names)
+            raise DataError(f"{path}:land_mask", f"holds {mask.shape[0]} channels, metadata.json lists {listed}")
+        mask = mask[self.channel_index, : self.meta.lat.size]
         if mask.shape != self.meta.shape:
             raise DataError(f"{path}:land_mask", f"shape {mask.shape} is not {self.meta.shape}")
         return (mask[:, ::-1] if self._file_lat_order_flip else mask) > 0.5
@@ -224,16 +278,19 @@ def write_fcn(
     """Write ``series`` in the FourCastNet layout, one file per calendar year, streaming ``chunk`` steps at a
     time; statistics of the training years are accumulated in the same pass and written to ``stats/``.
 
-    Each year file is written as ``YYYY.h5.tmp`` and renamed when complete, so an interrupted run leaves
-    no file that looks whole. ``static``: name -> [lat, lon] fields, written under ``static/``.
+    Each year file is written to a temporary and renamed when complete (``earthport.files``), so an
+    interrupted run leaves no file that looks whole, and no temporary. ``static``: name -> [lat, lon] fields,
+    written under ``static/``.
     """
     root = Path(root)
     meta = series.meta
-    root.mkdir(parents=True, exist_ok=True)
+    files.make_dir(root)
     years = years_of(series.time)
     accumulator = StatsAccumulator(meta.shape, series.mask)
-    writer = _YearWriter(root, meta, years, split_of_year)
-    with progress_bar(len(series), f"writing {root.name}", unit="step", enabled=progress) as bar:
+    with (
+        _YearWriter(root, meta, years, split_of_year) as writer,
+        progress_bar(len(series), f"writing {root.name}", unit="step", enabled=progress) as bar,
+    ):
         for start, fields in iter_chunks(series, chunk):
             for offset, year in _year_runs(years[start : start + len(fields)]):
                 block = fields[offset[0] : offset[1]]
@@ -241,14 +298,13 @@ def write_fcn(
                 if split_of_year(year) == "train":
                     accumulator.update(block)
             bar.advance(len(fields))
-    writer.close()
     if series.mask is not None:
         write_land_mask(root / "land_mask.h5", series.mask)
     for name, field in (static or {}).items():
         _write_h5_atomic(root / "static" / f"{name}.h5", {"fields": np.asarray(field, np.float32)[None]})
     stats = accumulator.result()
     stats.save(root / "stats")
-    meta.save(root / "metadata.json")
+    meta.save(root / "metadata.json", {"years": _years_by_split(years, split_of_year)})
     return stats
 
 
@@ -271,10 +327,12 @@ def write_land_mask(path: Path, mask: np.ndarray) -> None:
     _write_h5_atomic(path, {"land_mask": np.asarray(mask, np.uint8)[None]}, attrs=MASK_ATTRS)
 
 
-class _YearWriter:
-    """Keeps the current year's file open and renames it into place once its last step is written."""
+class _YearWriter(contextlib.ExitStack):
+    """Keeps the current year's file open and renames it into place once its last step is written; leaving
+    the ``with`` block on an error removes the unfinished year's temporary."""
 
     def __init__(self, root: Path, meta: Metadata, years: np.ndarray, split_of_year: Callable[[int], str]):
+        super().__init__()
         self.root, self.meta, self.split_of_year = root, meta, split_of_year
         self.counts = {int(y): int(n) for y, n in zip(*np.unique(years, return_counts=True), strict=False)}
         self.year: int | None = None
@@ -296,25 +354,42 @@ class _YearWriter:
         if split not in SPLITS:
             raise DataError(f"year {year}", f"split {split!r} is not one of {SPLITS}")
         path = self.root / split / f"{year}.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.file = h5py.File(tmp, "w")
+        self.target = contextlib.ExitStack()
+        self.push(self.target)
+        tmp = self.target.enter_context(files.atomic_target(path))
+        self.file = self.target.enter_context(h5py.File(tmp, "w"))
         n = self.counts[year]
         self.file.create_dataset("fields", (n, *self.meta.shape), np.float32)
         time = self.file.create_dataset("time", (n,), np.int64)
         time.attrs["units"] = "seconds since 1970-01-01 00:00:00"
         time.attrs["calendar"] = self.meta.calendar
         self.file.attrs["channels"] = self.meta.names
-        self.year, self.path, self.tmp, self.written = year, path, tmp, 0
+        self.year, self.path, self.written = year, path, 0
 
     def close(self) -> None:
         if self.file is None:
             return
-        self.file.close()
         self.file = None
         if self.written != self.counts[self.year]:
-            raise DataError(self.tmp, f"{self.written} of {self.counts[self.year]} steps written; left incomplete")
-        self.tmp.replace(self.path)
+            raise DataError(self.path, f"{self.written} of {self.counts[self.year]} steps written; left incomplete")
+        self.target.close()
+
+    def __exit__(self, *exc: object) -> bool:
+        if exc[0] is None:
+            try:
+                self.close()
+            except BaseException as err:
+                super().__exit__(type(err), err, err.__traceback__)
+                raise
+        return super().__exit__(*exc)
+
+
+def _years_by_split(years: np.ndarray, split_of_year: Callable[[int], str]) -> dict[str, list[int]]:
+    """split -> the years written to it, for ``metadata.json``: readers refuse a year file not listed there."""
+    listing: dict[str, list[int]] = {}
+    for year in np.unique(years):
+        listing.setdefault(split_of_year(int(year)), []).append(int(year))
+    return listing
 
 
 def _year_runs(years: np.ndarray) -> list[tuple[tuple[int, int], int]]:
@@ -325,19 +400,17 @@ def _year_runs(years: np.ndarray) -> list[tuple[tuple[int, int], int]]:
 
 
 def _write_h5_atomic(path: Path, datasets: dict[str, np.ndarray], attrs: dict | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with files.atomic_target(path) as tmp, h5py.File(tmp, "w") as f:
         for name, array in datasets.items():
             dataset = f.create_dataset(name, data=array)
             dataset.attrs.update(attrs or {})
-    tmp.replace(path)
 
 
 def _read_time(f: h5py.File, path: Path, count: int, step_hours: float) -> np.ndarray:
     """Times of a year file: its ``time`` dataset, or (NVlabs files have none) the year's start + i * step."""
     if "time" in f:
-        time = np.asarray(f["time"][:], np.int64)
+        validate.check_written(path, f["time"])
+        time = validate.read_h5(path, f["time"]).astype(np.int64)
         if time.shape != (count,):
             raise DataError(f"{path}:time", f"{time.shape[0]} times for {count} fields")
         return time.astype("datetime64[s]")
@@ -378,4 +451,10 @@ def _nvlabs_metadata(root: Path) -> Metadata:
 
 
 def _load_optional(path: Path, default: np.ndarray) -> np.ndarray:
-    return np.load(path).astype(np.float64).ravel() if path.exists() else default
+    """A coordinate file of NVlabs' ``stats_v0/`` of the size the files imply, or ``default`` without one."""
+    if not path.exists():
+        return default
+    values = validate.load_npy(path, None).astype(np.float64).ravel()
+    if values.size != default.size:
+        raise DataError(path, f"{values.size} values, the year files' grid has {default.size}")
+    return values

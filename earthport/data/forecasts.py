@@ -20,9 +20,10 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from earthport import files
 from earthport.data.base import Channel
 from earthport.data.channels import LEVEL_VARIABLES, SURFACE_VARIABLES, parse_depth_channel, parse_level_channel
-from earthport.data.xrio import atomic_target, cf_time
+from earthport.data.xrio import cf_time
 from earthport.errors import DataError
 
 FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".zarr": "zarr"}
@@ -84,7 +85,7 @@ def forecast_writer(
     fmt = forecast_format(path, fmt)
     _, time_units = cf_time(np.asarray(init_times, "datetime64[s]"))
     layout = _Layout(list(channels), np.asarray(lead_hours, np.int64), np.asarray(lat), np.asarray(lon))
-    with atomic_target(path) as tmp:
+    with files.atomic_target(path) as tmp:
         if fmt == "netcdf":
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
                 yield _NetcdfWriter(nc, layout, time_units, calendar, attrs or {}).write

@@ -11,7 +11,8 @@ files are read as one series: files with identical times are merged by variable 
 files), the resulting groups concatenated along time in order of their first time.
 
 Land mask: land is static, so the mask of each channel is where the first time step of the first file is
-finite (fill values decode to NaN); a NaN at a cell valid there, at any later time, is a DataError.
+finite (fill values decode to NaN); a NaN at a cell valid there, at any later time, is a DataError, and a
+channel with no finite cell at all there (its data missing) is refused when the files are opened.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from earthport import files
 from earthport.data.base import Channel, FieldSeries, Metadata, iter_chunks
 from earthport.data.channels import HYCOM_TO_CANONICAL, OCEAN_VARIABLES, depth_channel, parse_depth_channel, units_of
 from earthport.data.xrio import (
     Grid,
     Source,
     XarraySeries,
-    atomic_target,
     cf_time,
     check_dims,
     open_xarray,
@@ -227,7 +228,7 @@ def write_ocean(
         raise DataError(path, "the series has no time steps to write")
     depth, layout = _layout(series.meta.names)
     time_values, units = cf_time(series.time, _EPOCH[naming])
-    with atomic_target(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+    with files.atomic_target(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
         _define(nc, series.meta, naming, depth, layout, units)
         with progress_bar(len(series), f"writing {path.name}", enabled=progress) as bar:
             for start, fields in iter_chunks(series, chunk):

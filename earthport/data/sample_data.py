@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from earthport import files
 from earthport.data.base import ArraySeries, Channel, Metadata, north_to_south
 from earthport.data.fcn import split_by_year, write_fcn
 from earthport.errors import DataError
@@ -71,5 +72,6 @@ def builtin_dataset(name: str, root: Path | None = None, progress: bool = False)
     if not (out / "metadata.json").exists():
         series = read_ostia()
         years = np.asarray(series.time, "datetime64[Y]").astype(int) + 1970
-        write_fcn(out, series, split_by_year(int(years.min()), int(years.max())), progress=progress)
+        with files.atomic_target(out) as tmp:  # written whole or not at all; never over a folder not earthport's
+            write_fcn(tmp, series, split_by_year(int(years.min()), int(years.max())), progress=progress)
     return out

@@ -25,6 +25,7 @@ import numpy as np
 
 from earthport.data.base import FieldSeries
 from earthport.data.stats import Stats
+from earthport.data.validate import check_stds
 from earthport.errors import DataError
 
 
@@ -50,6 +51,10 @@ class SamplePairs:
         self.forcing = meta.indices(meta.with_role("forcing"))
         if not self.prognostic:
             raise DataError("channels", f"no prognostic channel among {meta.names}")
+        if stats.means.shape[1] != meta.shape[0] or stats.stds.shape[1] != meta.shape[0]:
+            shapes = f"means {stats.means.shape}, stds {stats.stds.shape}"
+            raise DataError("statistics", f"{shapes} do not match the series' {meta.shape[0]} channels {meta.names}")
+        check_stds(stats.stds, "statistics", meta.names)
         self.mean = stats.means[0].astype(np.float32)  # [channel, 1, 1]
         self.std = stats.stds[0].astype(np.float32)
         self.static_names = list(static or {})

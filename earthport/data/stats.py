@@ -9,13 +9,17 @@ NVlabs' ``get_stats.py`` computes them; masked (land) cells are left out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from earthport.data.base import FieldSeries, iter_chunks
+from earthport.data.validate import check_finite, check_stds, load_npy
 from earthport.errors import DataError
+
+STATS_FILES = {"means": "global_means.npy", "stds": "global_stds.npy", "time_means": "time_means.npy"}
 
 
 @dataclass
@@ -34,21 +38,36 @@ class Stats:
         _save_npy_atomic(directory / "time_means.npy", self.time_means)
 
     @classmethod
-    def load(cls, directory: Path, channels: list[int] | None = None) -> Stats:
-        """Read ``global_means.npy``, ``global_stds.npy`` and ``time_means.npy``, keeping ``channels``."""
-        arrays = {}
-        for key, file in (("means", "global_means.npy"), ("stds", "global_stds.npy"), ("time_means", "time_means.npy")):
-            path = Path(directory) / file
-            if not path.exists():
-                raise DataError(path, "file not found (run `earthport data stats` to compute it)")
-            array = np.load(path)
-            if array.ndim != 4 or array.shape[0] != 1:
-                raise DataError(path, f"shape {array.shape} is not (1, channel, ...)")
-            arrays[key] = array[:, channels] if channels is not None else array
-        stats = cls(**arrays)
-        if stats.means.shape[:2] != stats.stds.shape[:2] or stats.means.shape[:2] != stats.time_means.shape[:2]:
+    def load(
+        cls,
+        directory: Path,
+        channels: list[int] | None = None,
+        names: Sequence[str] | None = None,
+        shape: tuple[int | None, int | None, int | None] = (None, None, None),
+    ) -> Stats:
+        """Read ``global_means.npy``, ``global_stds.npy`` and ``time_means.npy``, keeping ``channels``.
+
+        ``shape``: (channel, lat, lon) the files must have, None where any size will do; ``names``: those of
+        ``channels``, for messages. A wrong shape, a file that is not a plain .npy array, a non-finite value or
+        a standard deviation that is not positive is a DataError naming the file and the channel.
+        """
+        directory = Path(directory)
+        count, height, width = shape
+        expected = {"means": (1, count, 1, 1), "stds": (1, count, 1, 1), "time_means": (1, count, height, width)}
+        arrays = {key: load_npy(directory / file, expected[key]) for key, file in STATS_FILES.items()}
+        held = {a.shape[1] for a in arrays.values()}
+        if len(held) > 1:
             raise DataError(directory, "global_means, global_stds and time_means disagree on the channel count")
-        return stats
+        keep = list(range(held.pop())) if channels is None else list(channels)
+        if keep and max(keep) >= arrays["means"].shape[1]:
+            wanted = f"[1, {max(keep) + 1} or more, 1, 1]"
+            raise DataError(directory / STATS_FILES["means"], f"shape {list(arrays['means'].shape)}, expected {wanted}")
+        labels = list(names) if names is not None else [f"#{c}" for c in keep]
+        for key, array in arrays.items():
+            arrays[key] = array[:, keep]
+            check_finite(arrays[key], directory / STATS_FILES[key], labels)
+        check_stds(arrays["stds"], directory / STATS_FILES["stds"], labels)
+        return cls(**arrays)
 
 
 class StatsAccumulator:
@@ -107,6 +126,6 @@ def compute_stats(series: FieldSeries, chunk: int = 8, progress: bool = False) -
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+    from earthport import files
+
+    files.atomic_write(path, lambda tmp: np.save(tmp, array))

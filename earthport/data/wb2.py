@@ -9,7 +9,8 @@
 Channels map to variables through ``channels.py``: ``z500`` is geopotential at 500 hPa, ``u10`` is
 10m_u_component_of_wind. WB2's ERA5 store runs latitude 90 -> -90, its HRES stores -90 -> 90; readers flip
 the latter. ``lat``/``lon`` dimension names are read too. The land mask of a series is where its first time
-step is finite; a NaN elsewhere later is a DataError. Shared xarray helpers live in ``xrio.py``.
+step is finite; a NaN elsewhere later is a DataError, and so is a variable with no data (no chunk stored, or
+no finite cell at the first step), when the store is opened. Shared xarray helpers live in ``xrio.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from earthport import files
 from earthport.data.base import Channel, FieldSeries, Metadata, iter_chunks
 from earthport.data.channels import LEVEL_VARIABLES, SURFACE_VARIABLES, parse_level_channel, units_of
 from earthport.data.xrio import (
     Grid,
     Source,
     XarraySeries,
-    atomic_target,
     cf_time,
     check_dims,
     open_xarray,
@@ -113,7 +114,7 @@ def write_wb2(path: str | Path, series: FieldSeries, progress: bool = False, chu
         raise DataError(path, "the series has no time steps to write")
     levels, layout = _layout(series.meta.names)
     write = _write_zarr if path.suffix == ".zarr" else _write_netcdf
-    with atomic_target(path) as tmp, progress_bar(len(series), f"writing {path.name}", enabled=progress) as bar:
+    with files.atomic_target(path) as tmp, progress_bar(len(series), f"writing {path.name}", enabled=progress) as bar:
         for start, stop in write(tmp, series, levels, layout, chunk):
             bar.advance(stop - start)
 

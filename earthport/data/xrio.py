@@ -1,14 +1,12 @@
 """xarray-backed reading shared by the WeatherBench2 and ocean layouts: opening with clear errors, the
-horizontal grid (latitude normalised north to south), CF time, atomic write targets, and ``XarraySeries``,
+horizontal grid (latitude normalised north to south), CF time, and ``XarraySeries``,
 a lazy FieldSeries over variables of one or more opened datasets.
 """
 
 from __future__ import annotations
 
-import shutil
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from earthport.data.base import Metadata, check_valid, north_to_south
+from earthport.data.validate import check_has_data, check_zarr_chunks
 from earthport.errors import DataError
 
 LAT_NAMES = ("latitude", "lat")
@@ -90,29 +89,6 @@ def check_dims(ds: xr.Dataset, path: Path, variable: str, expected: Sequence[str
         raise DataError(f"{path}:{variable}", f"dimensions {dims}, expected {tuple(expected)}")
 
 
-@contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` on success and is removed on error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    _remove(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    if path.is_dir():
-        shutil.rmtree(path)
-    tmp.replace(path)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
 @dataclass(frozen=True)
 class Source:
     """Where one channel lives: ``variable`` of ``ds`` (opened from ``path``), at ``index`` on dim ``vertical``."""
@@ -149,6 +125,8 @@ class XarraySeries:
     """FieldSeries over time segments of lazily opened datasets; each segment gives one Source per channel.
 
     ``mask`` [channel, lat, lon] is where the first time step is finite (None when it is finite everywhere).
+    Opening checks that every variable holds data: a zarr variable must have chunks stored, and every channel
+    some finite cell at the first step (else it would read as all land).
     """
 
     def __init__(self, meta: Metadata, segments: Sequence[tuple[np.ndarray, list[Source]]], grid: Grid):
@@ -157,8 +135,12 @@ class XarraySeries:
         self.time = np.concatenate([time for time, _ in segments]).astype("datetime64[s]")
         self.offsets = np.concatenate([[0], np.cumsum([len(time) for time, _ in segments])]).astype(int)
         self.mask: np.ndarray | None = None
+        for path, variable in {(s.path, s.variable) for sources in self.sources for s in sources}:
+            if path.is_dir():  # a zarr store
+                check_zarr_chunks(path, variable)
         if len(self.time):
-            valid = np.isfinite(self._read(self.sources[0], 0, 1, check=False)[0])
+            valid = np.isfinite(self._read(0, 0, 1, check=False)[0])
+            check_has_data(valid, [f"{s.path}:{s.variable}" for s in self.sources[0]], meta.names, self.time[0])
             self.mask = None if valid.all() else valid
 
     def __len__(self) -> int:
@@ -169,15 +151,17 @@ class XarraySeries:
         if not 0 <= start <= stop <= len(self):
             raise IndexError(f"time steps {start}:{stop} outside 0:{len(self)}")
         parts = [np.zeros((0, *self.meta.shape), np.float32)]
-        for k, sources in enumerate(self.sources):
+        for k in range(len(self.sources)):
             lo, hi = self.offsets[k], self.offsets[k + 1]
             if lo < stop and hi > start:
-                parts.append(self._read(sources, max(start, lo) - lo, min(stop, hi) - lo))
+                parts.append(self._read(k, max(start, lo) - lo, min(stop, hi) - lo))
         return np.concatenate(parts)
 
-    def _read(self, sources: list[Source], a: int, b: int, check: bool = True) -> np.ndarray:
-        """Steps ``a:b`` of one segment, each variable read once for all its levels. With ``check``, a NaN
-        inside the mask is a DataError naming file, variable and channel, and cells outside it become 0."""
+    def _read(self, k: int, a: int, b: int, check: bool = True) -> np.ndarray:
+        """Steps ``a:b`` of segment ``k``, each variable read once for all its levels. With ``check``, a NaN
+        inside the mask is a DataError naming file, variable, channel, time index in the file and time, and
+        cells outside it become 0."""
+        sources, time = self.sources[k], self.time[self.offsets[k] + a : self.offsets[k] + b]
         out = np.empty((b - a, *self.meta.shape), np.float32)
         groups: dict[tuple[int, str], list[int]] = {}
         for c, source in enumerate(sources):
@@ -190,7 +174,7 @@ class XarraySeries:
                 out[:, c] = block[:, levels.index(sources[c].index)]
             if check:
                 mask, names = None if self.mask is None else self.mask[chans], [self.meta.names[c] for c in chans]
-                check_valid(out[:, chans], mask, f"{source.path}:{source.variable}", names)
+                check_valid(out[:, chans], mask, f"{source.path}:{source.variable}", names, time, a)
         return out if not check or self.mask is None else np.where(self.mask[None], out, np.float32(0))
 
     def close(self) -> None:

@@ -19,15 +19,13 @@ Parameters (``exp_avg.<name>``, ``exp_avg_sq.<name>``, ``state_step``) with the 
 from __future__ import annotations
 
 import json
-import os
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from earthport import files
 from earthport.errors import DataError
 from earthport.migrate.optimizer import split_optimizer_tensors
 from earthport.migrate.transfer import tensor_to_numpy
@@ -57,19 +55,47 @@ class WeightsFile:
 
 
 def detect(path: Path) -> str:
-    """The container of ``path`` from its first bytes: "safetensors", "torch" or "mindspore-ckpt"."""
+    """The container of ``path`` from its first bytes, whatever its name: "safetensors", "torch" or
+    "mindspore-ckpt"; a DataError for a missing, empty, truncated (safetensors header) or unknown file."""
     if not path.is_file():
         raise DataError(path, "weight file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(path, "is empty (0 bytes): truncated, or its writing never finished")
     with path.open("rb") as f:
         head = f.read(9)
-    size = path.stat().st_size
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= size:
+    header = int.from_bytes(head[:8], "little") + 8  # safetensors: the JSON header's length, then the header
+    if head[8:9] == b"{" and header <= size:
         return "safetensors"
-    if zipfile.is_zipfile(path) or head[:1] == b"\x80":  # torch's zip format, or its legacy pickle
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch's zip format (truncated or not), or its legacy pickle
         return "torch"
     if head[:1] == b"\n":  # protobuf: field 1 (the tensor list), length-delimited
         return "mindspore-ckpt"
+    if head[8:9] == b"{" and header < 2**27:
+        raise DataError(path, f"truncated safetensors file: its header alone is {header} bytes, the file {size}")
     raise DataError(path, "not a torch file (zip or pickle), safetensors, or MindSpore .ckpt (protobuf)")
+
+
+def read_extra(path: str | Path) -> dict:
+    """A checkpoint's plain-data entries (``epoch``, ``best_epoch``, ``state``, ``scheduler``, ``data``, ...)
+    without reading its tensors: a torch file memory-mapped, a flat file's metadata only; {} where it has none."""
+    path = Path(path)
+    container = detect(path)
+    if container == "torch":
+        from earthport.checkpoint import load_checkpoint
+
+        return _json_extras(load_checkpoint(path, mmap=True), [])
+    if container == "safetensors":
+        with path.open("rb") as f:
+            meta = json.loads(f.read(int.from_bytes(f.read(8), "little"))).get("__metadata__") or {}
+    else:
+        meta = _ckpt_metadata(path)
+    return json.loads(meta["extra"]) if "extra" in meta else {}
+
+
+def _ckpt_metadata(path: Path) -> dict[str, str]:
+    """The ``earthport_<key>`` strings of a MindSpore .ckpt (MindSpore skips converting the tensors)."""
+    return _load_ckpt(path, metadata_only=True)[0]
 
 
 def read_weights(path: str | Path) -> WeightsFile:
@@ -167,36 +193,29 @@ def _read_safetensors(path: Path) -> WeightsFile:
             meta = dict(f.metadata() or {})
             state = {name: f.get_tensor(name) for name in f.keys()}
     except (safetensors.SafetensorError, TypeError, ValueError) as err:
-        raise DataError(path, f"cannot be read as safetensors ({err})") from None
+        raise DataError(path, f"cannot be read as safetensors, truncated or damaged? ({err})") from None
     out = WeightsFile(path, "safetensors", _guess_framework(meta, list(state)), state)
     return _from_meta(out, meta)
 
 
 def _read_mindspore_ckpt(path: Path) -> WeightsFile:
-    from earthport.runtime.imports import import_mindspore
-
-    ms = import_mindspore()
-    try:
-        loaded = ms.load_checkpoint(str(path))
-    except (ValueError, RuntimeError, OSError) as err:
-        raise DataError(path, f"cannot be read as a MindSpore checkpoint ({err})") from None
-    meta = {k.removeprefix(CKPT_PREFIX): v for k, v in loaded.items() if k.startswith(CKPT_PREFIX)}
-    state = {k: v.asnumpy().copy() for k, v in loaded.items() if not k.startswith(CKPT_PREFIX)}
+    meta, state = _load_ckpt(path)
     return _from_meta(WeightsFile(path, "mindspore-ckpt", "mindspore", state), meta)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` next to ``path``, then rename over it: a crash never leaves half a file at ``path``.
-    The file gets the usual permissions (MindSpore makes its checkpoints read-only, safetensors private)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{path.suffix}")  # keeps the suffix MindSpore insists on
+def _load_ckpt(path: Path, metadata_only: bool = False) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """(earthport metadata, tensors) of a MindSpore .ckpt; ``metadata_only``: no tensor is converted."""
+    from earthport.runtime.imports import import_mindspore
+
+    ms = import_mindspore()
+    chosen = (lambda name: name.startswith(CKPT_PREFIX)) if metadata_only else None
     try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        loaded = ms.load_checkpoint(str(path), choice_func=chosen)
+    except (ValueError, RuntimeError, OSError) as err:
+        raise DataError(path, f"cannot be read as a MindSpore checkpoint, truncated or damaged? ({err})") from None
+    meta = {k.removeprefix(CKPT_PREFIX): v for k, v in loaded.items() if k.startswith(CKPT_PREFIX)}
+    state = {k: v.asnumpy().copy() for k, v in loaded.items() if not k.startswith(CKPT_PREFIX)}
+    return meta, state
 
 
 def metadata(framework: str, model: str, config: dict, kind: str, extra: dict, hyper: dict | None) -> dict[str, str]:
@@ -215,7 +234,7 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str
     save_file = _safetensors().numpy.save_file
     tag = {"torch": "pt", "mindspore": "ms"}[meta["framework"]]
     arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": tag, **meta}))
+    files.atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata={"format": tag, **meta}))
 
 
 def write_mindspore_ckpt(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
@@ -226,11 +245,11 @@ def write_mindspore_ckpt(path: Path, tensors: dict[str, np.ndarray], meta: dict[
     ms = import_mindspore()
     items = [{"name": name, "data": ms.Tensor(np.array(value, copy=True))} for name, value in tensors.items()]
     append = {CKPT_PREFIX + key: value for key, value in meta.items()}
-    atomic_write(path, lambda tmp: ms.save_checkpoint(items, str(tmp), append_dict=append))
+    files.atomic_write(path, lambda tmp: ms.save_checkpoint(items, str(tmp), append_dict=append))
 
 
 def write_torch(path: Path, payload: dict) -> None:
     """``torch.save(payload)`` atomically (a zip file whatever the extension, ``.ckpt`` included)."""
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    files.atomic_write(path, lambda tmp: torch.save(payload, tmp))

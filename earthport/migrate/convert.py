@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from earthport import files
+from earthport.checks import require_finite
 from earthport.errors import EarthportError
 from earthport.migrate import checkpoint_io as io
 from earthport.migrate.optimizer import (
@@ -49,13 +51,19 @@ def target_framework(dst: Path, to: str | None) -> str:
 
 def convert_file(
     src: str | Path, dst: str | Path, model: str | None = None, img_size: tuple[int, int] | None = None,
-    to: str | None = None,
+    to: str | None = None, overwrite: bool = False,
 ) -> ConversionReport:  # fmt: skip
     """Convert ``src`` to ``dst`` (see the module docstring); returns the report, or raises ConversionError
-    (carrying it) when the weights do not fill the target model exactly."""
+    (carrying it) when the weights do not fill the target model exactly. ``dst`` and its reports are replaced
+    only with ``overwrite`` and only if earthport wrote them; weights with NaN or inf are refused."""
     src, dst = Path(src), Path(dst)
     target = target_framework(dst, to)
+    if dst.resolve() == src.resolve():
+        raise EarthportError(f"{dst}: the destination is the source file; choose another path")
+    for path in (dst, *report_paths(dst)):
+        files.check_output(path, overwrite)
     source = io.read_weights(src)
+    require_finite(source.state, src)
     framework = source.framework or ("torch" if target == "mindspore" else "mindspore")
     told = "as recorded" if source.framework else f"assumed, as the target is {target}"
     notes = [f"source {src}: {source.container} file, {source.kind}, {framework} weights ({told})", *source.notes]
@@ -193,9 +201,14 @@ def _write(
     io.write_torch(dst, payload)
 
 
+def report_paths(dst: Path) -> tuple[Path, Path]:
+    """``DST.report.json`` and ``DST.report.md``."""
+    return dst.with_name(dst.name + ".report.json"), dst.with_name(dst.name + ".report.md")
+
+
 def write_report(dst: Path, report: ConversionReport) -> tuple[Path, Path]:
     """``DST.report.json`` and ``DST.report.md``, written atomically."""
-    paths = dst.with_name(dst.name + ".report.json"), dst.with_name(dst.name + ".report.md")
-    io.atomic_write(paths[0], lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=1) + "\n"))
-    io.atomic_write(paths[1], lambda tmp: tmp.write_text(report.to_markdown() + "\n"))
+    paths = report_paths(dst)
+    files.write_text(paths[0], json.dumps(report.to_dict(), indent=1) + "\n")
+    files.write_text(paths[1], report.to_markdown() + "\n")
     return paths

@@ -60,6 +60,9 @@ def torch_adamw_to_neutral(state_dict: Mapping, param_names: Sequence[str]) -> d
         entry = state_dict["state"].get(index)
         if not entry:
             continue  # never stepped: torch creates the state on the first gradient
+        missing = [key for key in ("step", *_moments(hyper["amsgrad"])) if key not in entry]
+        if missing:
+            raise OptimizerStateError(f"optimizer state '{missing[0]}.{name}' is missing (its other entries are there)")
         steps[name] = int(float(entry["step"]))
         params[name] = {key: _to_numpy(entry[key], f"{name}.{key}") for key in _moments(hyper["amsgrad"])}
     if len(set(steps.values())) > 1:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from earthport.data.base import write_atomic_text
+from earthport import files
 from earthport.migrate.probe_snippets import FFT_PROBE, SNIPPETS
 from earthport.progress import progress_bar
 
@@ -165,5 +165,5 @@ def probe_ops(
             if found.pop("cache", True):
                 cache[key] = {**found, "fingerprint": _fingerprint(key)}
     if todo:
-        write_atomic_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+        files.write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return {k: {f: v for f, v in results[k].items() if f != "fingerprint"} for k in keys}

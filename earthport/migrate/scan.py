@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from earthport.data.base import write_atomic_text
+from earthport import files
 from earthport.errors import EarthportError
 from earthport.migrate import ops as opmap
 from earthport.migrate.defaults import OPTIMIZER_ADVISORY, default_findings
@@ -229,6 +229,6 @@ def scan(spec: str, kwargs: dict | None, input_shape: Sequence[int], *, backend:
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     """``out/scan.md`` and ``out/scan.json``, each written atomically."""
     md, js = Path(out) / "scan.md", Path(out) / "scan.json"
-    write_atomic_text(js, json.dumps(report, indent=1) + "\n")
-    write_atomic_text(md, render_markdown(report))
+    files.write_text(js, json.dumps(report, indent=1) + "\n")
+    files.write_text(md, render_markdown(report))
     return md, js

@@ -22,7 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from earthport.data.base import write_atomic_text  # noqa: E402
+from earthport import files  # noqa: E402
+from earthport.errors import DataError  # noqa: E402
 from earthport.metrics import headline_table, to_markdown  # noqa: E402
 from earthport.report import efficiency  # noqa: E402
 from earthport.results.store import readable  # noqa: E402
@@ -44,8 +45,9 @@ def load_records(root: Path) -> dict[str, list[dict]]:
 def write_study_report(out: str | Path) -> Path:
     """Write the report for the study under ``out``; returns the HTML page's path."""
     out = Path(out)
-    directory = out / "report"
-    directory.mkdir(parents=True, exist_ok=True)
+    if not (out / "study.json").is_file():
+        raise DataError(out / "study.json", "not found: expected the folder of an `earthport study --out` run")
+    directory = files.make_dir(out / "report")
     records = load_records(out)
     sections: list[tuple[str, str, pd.DataFrame | None, str | None]] = []  # title, text, table, figure
     if records.get("study"):
@@ -62,8 +64,8 @@ def write_study_report(out: str | Path) -> Path:
         sections.append((f"Accuracy per variable: {name}", "RMSE per lead, each framework beside the baselines "
                          "(Figure 2).", None, figure))  # fmt: skip
     sections.append(_parity(records.get("verify", []), out))
-    write_atomic_text(directory / "index.md", _markdown(sections))
-    write_atomic_text(directory / "index.html", _html(sections))
+    files.write_text(directory / "index.md", _markdown(sections))
+    files.write_text(directory / "index.html", _html(sections))
     return directory / "index.html"
 
 
@@ -218,7 +220,7 @@ def _parity(verify: list[dict], out: Path) -> tuple[str, str, pd.DataFrame | Non
 
 
 def _save(figure: plt.Figure, path: Path) -> str:
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    files.atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, bbox_inches="tight"))
     plt.close(figure)
     return path.name
 

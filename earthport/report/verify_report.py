@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from earthport.data.base import write_atomic_text  # noqa: E402
+from earthport import files  # noqa: E402
 from earthport.migrate.parity import zonal_power_spectrum  # noqa: E402
 
 FRAMEWORKS = ("torch", "mindspore")
@@ -18,7 +18,6 @@ FRAMEWORKS = ("torch", "mindspore")
 
 def write_report(out: Path, report: dict, arrays: dict, headline: list[str]) -> None:
     """Plots and ``verify.md`` under ``out`` from the verify report and the rollout arrays."""
-    out.mkdir(parents=True, exist_ok=True)
     figures = {
         "layers.png": _layers(report["layers"]["layers"]),
         "gradients.png": _gradients(report["gradients"]["parameters"]),
@@ -28,9 +27,9 @@ def write_report(out: Path, report: dict, arrays: dict, headline: list[str]) -> 
         "spectra.png": _spectra(arrays, headline),
     }
     for name, figure in figures.items():
-        figure.savefig(out / name, dpi=110, bbox_inches="tight")
+        files.atomic_write(out / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
         plt.close(figure)
-    write_atomic_text(out / "verify.md", _markdown(report, headline, list(figures)))
+    files.write_text(out / "verify.md", _markdown(report, headline, list(figures)))
 
 
 def _layers(layers: dict) -> plt.Figure:

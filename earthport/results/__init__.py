@@ -3,7 +3,8 @@
 The JSON files stay the truth. The index holds one row per record file: flat columns for what people filter on
 (``COLUMNS``: id, path, kind, created, model, preset, framework, device name/backend/description, precision,
 batch size, git commit) and the record's full JSON text. It can be dropped and rebuilt from the files at any
-time (``rebuild``), and ``records.write_record`` indexes every record it writes. It lives at
+time (``rebuild``, which never needs the old file to be readable), and ``records.write_record`` indexes every
+record it writes. A damaged index is reported as ``CorruptIndex``, never as a raw SQLite error. It lives at
 ``$EARTHPORT_RESULTS`` (a file path) or ``runs/results.sqlite`` under the working directory. The schema, its
 versioning and the locking between processes are in ``earthport.results.store``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import warnings
 from collections import Counter
@@ -21,13 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from earthport.data.base import write_atomic_text
+from earthport import files
 from earthport.errors import DataError
 from earthport.records import read_record
 from earthport.results import store
 from earthport.results.store import (
     COLUMNS,
     SCHEMA_VERSION,
+    CorruptIndex,
+    ForeignIndex,
     IndexWarning,
     index_path,
     is_record,
@@ -36,8 +40,8 @@ from earthport.results.store import (
 )
 
 __all__ = [
-    "COLUMNS", "SCHEMA_VERSION", "IndexWarning", "Run", "compare", "export", "get", "index_path", "index_record",
-    "is_record", "list_runs", "lookup", "rebuild", "record_fields", "records", "run_id",
+    "COLUMNS", "SCHEMA_VERSION", "CorruptIndex", "ForeignIndex", "IndexWarning", "Run", "compare", "export", "get",
+    "index_path", "index_record", "is_record", "list_runs", "lookup", "rebuild", "record_fields", "records", "run_id",
 ]  # fmt: skip
 
 DEFAULT_METRICS = {
@@ -69,32 +73,37 @@ def index_record(path: str | Path, index: str | Path | None = None) -> str:
     return run_id(path)
 
 
-def rebuild(roots: Sequence[str | Path] = ("runs",), index: str | Path | None = None) -> dict:
-    """Drop the index and recreate it from every run record (``*.json`` with kind, created and environment)
-    under ``roots``. Returns counts: indexed, skipped (unreadable, warned), ignored (other JSON), by_kind."""
+def rebuild(roots: Sequence[str | Path] | None = None, index: str | Path | None = None) -> dict:
+    """Recreate the index from every run record (``*.json`` with kind, created and environment; hidden files
+    passed over) under ``roots`` (default: the folder holding the index) and every record file the old index
+    lists, as far as it can still be read: a damaged index is replaced, never needed (``store.write_all``). A
+    SQLite database that is not an earthport index is refused (``ForeignIndex``), never replaced. Returns
+    counts: indexed, skipped (unreadable, each warned), ignored (other JSON), gone (listed by the old index,
+    its file no longer there), by_kind."""
+    path = _where(index)
+    damage, listed = store.inspect(path)
     files: dict[Path, None] = {}
-    for root in map(Path, roots):
+    for root in map(Path, [path.parent] if roots is None else roots):
         if not root.exists():
             raise DataError(root, "no such file or directory to index")
-        found = [root] if root.is_file() else sorted(root.rglob("*.json"))
+        # hidden: earthport's folder manifests (.earthport.json) and half-written temporaries, not records
+        found = [root] if root.is_file() else sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
         files.update(dict.fromkeys(p.resolve() for p in found if p.is_file()))
+    listed = sorted(set(listed))
+    present = [Path(p) for p in listed if "\0" not in p and os.path.isfile(p)]
+    files.update(dict.fromkeys(p.resolve() for p in present))
     counts: Counter = Counter()
     runs = list(store.readable(files, counts))
-    path = Path(index) if index is not None else index_path()
-    try:
-        _replace_all(path, runs)
-    except store.CorruptIndex as err:  # the index is only a cache of the records: start afresh
-        warnings.warn(f"{err.where}: unreadable results index, replaced", IndexWarning, stacklevel=2)
-        path.unlink()
-        _replace_all(path, runs)
+    store.write_all(path, [store.row(p, record) for p, record in runs], damage)
     kinds = Counter(record["kind"] for _, record in runs)
-    return {"indexed": len(runs), "skipped": counts["skipped"], "ignored": counts["ignored"], "by_kind": dict(kinds)}
+    return {
+        "indexed": len(runs), "skipped": counts["skipped"], "ignored": counts["ignored"],
+        "gone": len(listed) - len(present), "by_kind": dict(kinds),
+    }  # fmt: skip
 
 
-def _replace_all(path: Path, runs: list[tuple[Path, dict]]) -> None:
-    with store.connect(path, create=True) as con, store.transaction(con):
-        store.reset(con)
-        store.insert(con, (store.row(p, record) for p, record in runs))
+def _where(index: str | Path | None) -> Path:
+    return Path(index) if index is not None else index_path()
 
 
 def _select(con: sqlite3.Connection, columns: Sequence[str], kind: str | None, filters: dict) -> list[tuple]:
@@ -123,7 +132,8 @@ def _frame(rows: Sequence[Sequence]) -> pd.DataFrame:
 def records(kind: str | None = None, index: str | Path | None = None, **filters: object) -> dict[str, dict]:
     """The indexed records, id -> record (the indexed copy), oldest first; filters as for ``list_runs``."""
     with store.connect(index) as con:
-        return {rid: json.loads(text) for rid, text in _select(con, ("id", "json"), kind, filters)}
+        rows = _select(con, ("id", "json"), kind, filters)
+    return {rid: store.decode(_where(index), text) for rid, text in rows}
 
 
 def get(run: str, index: str | Path | None = None) -> Run:
@@ -140,7 +150,7 @@ def get(run: str, index: str | Path | None = None) -> Run:
     if Path(path).is_file():
         return Run(rid, path, read_record(path))
     warnings.warn(f"{path}: record file is gone; showing the indexed copy", IndexWarning, stacklevel=2)
-    return Run(rid, path, json.loads(text))
+    return Run(rid, path, store.decode(_where(index), text))
 
 
 def lookup(record: dict, dotted: str) -> object:
@@ -192,8 +202,8 @@ def export(path: str | Path, kind: str | None = None, index: str | Path | None =
     with store.connect(index) as con:
         rows = _select(con, (*COLUMNS, "json"), kind, filters)
     if path.suffix.lower() == ".csv":
-        write_atomic_text(path, _frame(rows).to_csv(index=False))
+        files.write_text(path, _frame(rows).to_csv(index=False))
     else:
-        full = [{"id": row[0], "path": row[1], "record": json.loads(row[-1])} for row in rows]
-        write_atomic_text(path, json.dumps(full, indent=1) + "\n")
+        full = [{"id": row[0], "path": row[1], "record": store.decode(_where(index), row[-1])} for row in rows]
+        files.write_text(path, json.dumps(full, indent=1) + "\n")
     return len(rows)

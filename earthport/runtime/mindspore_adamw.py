@@ -8,7 +8,9 @@ The fused kernel does Adam without bias correction and with weight decay scaled 
     torch:   p <- p (1 - lr wd) - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
 which are the same update with lr' = lr sqrt(1 - b2^t) / (1 - b1^t), eps' = eps sqrt(1 - b2^t) and
-wd' = wd lr / lr' (the moments m, v are updated identically). Those three scalars are computed each step.
+wd' = wd lr / lr' = wd (1 - b1^t) / sqrt(1 - b2^t) (the moments m, v are updated identically). Those three
+scalars are computed each step; wd' is taken without lr, which a cosine schedule brings to exactly 0 at its
+end (a resumed, longer run steps there: wd lr / lr' would be 0 / 0, NaN weights).
 
 State is laid out as ``mindspore.experimental.optim.AdamW``'s (``exp_avg.<name>``, ``exp_avg_sq.<name>``,
 ``max_exp_avg_sq.<name>`` (unused: no amsgrad), ``state_step``, ``lrs``, ``param_groups``), so
@@ -54,9 +56,10 @@ class FusedAdamW(nn.Cell):
         t = step.astype(ms.float32)
         correction2 = ops.sqrt(1 - ops.pow(self.beta2, t))
         lr = self.lrs[0]
-        step_lr = lr * correction2 / (1 - ops.pow(self.beta1, t))
+        correction1 = 1 - ops.pow(self.beta1, t)
+        step_lr = lr * correction2 / correction1
         eps = self.eps * correction2
-        decay = self.weight_decay * lr / step_lr
+        decay = self.weight_decay * correction1 / correction2  # wd lr / lr', without 0 / 0 when lr is 0
         return self.hyper_map(
             ops.partial(self._apply, step_lr, eps, decay), self.parameters, self.exp_avg, self.exp_avg_sq, grads
         )

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import earthport
+from earthport import files
 from earthport.bench.energy import measure_energy
 from earthport.bench.steps import BenchSpec, BenchSteps, build_steps
 from earthport.bench.timing import Step, summarize, time_steps, warm_up
@@ -53,20 +54,27 @@ class BenchWorkerError(RuntimeError):
     """The worker process died without a result: a bug or a crash in a framework, not a user error."""
 
 
-def bench(spec: BenchSpec, out: str | Path | None = None) -> tuple[dict, Path]:
+def bench(spec: BenchSpec, out: str | Path | None = None, overwrite: bool = False) -> tuple[dict, Path]:
     """Measure ``spec`` in a worker process and write the ``bench`` record to ``out`` (default
-    ``runs/bench/<model>-<preset>-<framework>-<device>-<precision>-b<batch>.json``); returns (payload, path).
-    A run the device cannot do (precision, device) raises EarthportError ``unavailable: ...`` and writes none."""
+    ``runs/bench/<model>-<preset>-<framework>-<device>-<precision>-b<batch>.json``, numbered ``-2``, ``-3``, ...
+    rather than replacing an earlier record unless ``overwrite``); returns (payload, path). A run the device
+    cannot do (precision, device) raises EarthportError ``unavailable: ...`` and writes none."""
+    if out is not None:
+        files.check_output(out, overwrite)  # before minutes of measuring
     measured = run_worker(spec)
     payload = bench_payload(spec, measured)
-    path = Path(out) if out else default_out(spec, measured["device"]["name"])
+    path = Path(out) if out else default_out(spec, measured["device"]["name"], overwrite)
     write_record(path, "bench", payload)
     return payload, path
 
 
-def default_out(spec: BenchSpec, device: str) -> Path:
-    name = f"{spec.model}-{spec.preset}-{spec.framework}-{device}-{spec.precision}-b{spec.batch_size}.json"
-    return Path("runs") / "bench" / name
+def default_out(spec: BenchSpec, device: str, overwrite: bool = False) -> Path:
+    stem = f"{spec.model}-{spec.preset}-{spec.framework}-{device}-{spec.precision}-b{spec.batch_size}"
+    path, number = Path("runs") / "bench" / f"{stem}.json", 1
+    while path.exists() and not (overwrite and files.is_owned(path)):
+        number += 1
+        path = path.with_name(f"{stem}-{number}.json")
+    return path
 
 
 def run_worker(spec: BenchSpec) -> dict:

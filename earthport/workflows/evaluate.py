@@ -89,9 +89,23 @@ def show_scores(scores: pd.DataFrame, data: str | Path, all_channels: bool = Fal
     print_frame(side_by_side(scores, channels), title=f"skill on {Path(str(data)).name} ({meta.kind})")
 
 
+SCORE_FORMATS = (".csv", ".json", ".md")
+
+
+def check_scores_path(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` is a score file earthport can write there (before any work is done)."""
+    from earthport import files
+
+    path = Path(path)
+    if path.suffix not in SCORE_FORMATS:
+        raise DataError(path, f"unknown score file type; expected one of {list(SCORE_FORMATS)}")
+    files.check_output(path, overwrite)
+    return path
+
+
 def write_scores(scores: pd.DataFrame, path: str | Path) -> None:
     """All scores as .csv, .json (records) or .md (a Markdown table), written atomically."""
-    from earthport.data.base import write_atomic_text
+    from earthport import files
     from earthport.metrics import to_markdown
 
     path = Path(path)
@@ -101,5 +115,5 @@ def write_scores(scores: pd.DataFrame, path: str | Path) -> None:
         ".md": lambda: to_markdown(scores) + "\n",
     }
     if path.suffix not in writers:
-        raise DataError(path, f"unknown score file type; expected one of {sorted(writers)}")
-    write_atomic_text(path, writers[path.suffix]())
+        raise DataError(path, f"unknown score file type; expected one of {list(SCORE_FORMATS)}")
+    files.write_text(path, writers[path.suffix]())

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from earthport import files
 from earthport.errors import EarthportError
 from earthport.records import write_record
 from earthport.runtime import mindspore as runtime
 from earthport.runtime.imports import import_mindspore
 
 
-def export_mindir(checkpoint: str | Path, out: str | Path, batch_size: int = 1, device: str = "cpu") -> dict:
+def export_mindir(
+    checkpoint: str | Path, out: str | Path, batch_size: int = 1, device: str = "cpu", overwrite: bool = False
+) -> dict:
     """Write ``out`` (``.mindir``) from ``checkpoint``; returns the record written to ``<out stem>.record.json``:
     input shape and dtype, model, config, file size."""
     ms = import_mindspore()
@@ -29,14 +32,15 @@ def export_mindir(checkpoint: str | Path, out: str | Path, batch_size: int = 1, 
         raise EarthportError(f"{out}: a MindIR file must end in .mindir (MindSpore appends it otherwise)")
     if batch_size < 1:
         raise EarthportError(f"batch size must be >= 1, got {batch_size}")
+    for path in (out, out.with_name(f"{out.stem}.record.json")):
+        files.check_output(path, overwrite)
     run_device = runtime.select_device(device)
     cell, config, model, _ = read_mindspore_model(checkpoint)  # torch files: converted by name rules
     cell.set_train(False)
     shape = (batch_size, config.in_chans, *config.img_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ms.export(cell, ms.Tensor(np.zeros(shape, np.float32)), file_name=str(out.with_suffix("")), file_format="MINDIR")
-    if not out.is_file():
-        raise EarthportError(f"{out}: mindspore.export wrote no file")
+    example = ms.Tensor(np.zeros(shape, np.float32))
+    with files.atomic_target(out) as tmp:  # mindspore.export appends .mindir to the name it is given
+        ms.export(cell, example, file_name=str(tmp.with_suffix("")), file_format="MINDIR")
     payload = {
         "checkpoint": str(checkpoint),
         "output": {"path": str(out), "format": "MINDIR", "bytes": out.stat().st_size},

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from earthport import files
 from earthport.config import FRAMEWORKS
 from earthport.data.fcn import FcnDirectory
 from earthport.data.forecasts import forecast_format, forecast_writer
@@ -91,6 +92,7 @@ def infer(
     progress: bool = False,
     framework: str = "torch",
     ms_mode: str = "graph",
+    overwrite: bool = False,
 ) -> dict:
     """Forecast ``steps`` model steps from initial times of ``split``; returns the record written.
 
@@ -98,10 +100,13 @@ def infer(
     without a stride, ``max_inits`` starts spread evenly over the split (None: every valid start).
     ``latency_repeats``: timed single steps (0: not timed, recorded as unavailable). ``label``: the model's
     name in the score tables (default: the model's name, e.g. ``fourcastnet``). ``framework``: torch or
-    mindspore (``ms_mode``: graph or pynative); either loads either framework's checkpoints.
+    mindspore (``ms_mode``: graph or pynative); either loads either framework's checkpoints. Existing outputs
+    are replaced only with ``overwrite`` and only if earthport wrote them (``earthport.files``).
     """
     out = Path(out)
     fmt = forecast_format(out, fmt)
+    for path in (out, sibling(out, "scores.csv"), sibling(out, "record.json")):
+        files.check_output(path, overwrite)
     if steps < 1 or batch_size < 1:
         raise DataError("infer", f"steps and batch size must be >= 1, got steps={steps}, batch size={batch_size}")
     forecaster = make_forecaster(framework, device, precision, ms_mode)  # refuses what cannot run, before work

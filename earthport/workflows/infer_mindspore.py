@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from earthport.checks import require_finite
 from earthport.data.fcn import FcnDirectory
 from earthport.errors import EarthportError
 from earthport.migrate import checkpoint_io
@@ -41,6 +42,7 @@ def read_mindspore_model(checkpoint: str | Path, overrides: dict | None = None) 
     config = build_config(path, registry.config_class(saved.model), {**saved.config, **(overrides or {})})
     cell = registry.mindspore_module(saved.model)(config)
     state = saved.state
+    require_finite(state, path)
     if saved.framework == "torch":
         state, _ = convert_state(state, saved.model, "torch_to_mindspore", expected_mindspore(cell))
     try:

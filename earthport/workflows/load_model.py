@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from earthport.checkpoint import is_earthport, load_checkpoint
+from earthport.checks import require_finite
 from earthport.data.fcn import FcnDirectory
 from earthport.errors import DataError
 from earthport.models import registry
@@ -70,6 +71,7 @@ def _nvlabs(path: Path, payload: dict, data: FcnDirectory, overrides: dict) -> L
 
 
 def _build(path: Path, name: str, config: Any, state: dict) -> nn.Module:
+    require_finite({k: v.detach().float().numpy() for k, v in state.items() if v.is_floating_point()}, path)
     module = registry.torch_module(name)(config)
     try:
         module.load_state_dict(state, strict=True)

@@ -18,16 +18,17 @@ goes on. ``OUT/study.json`` lists the stages, their status and duration.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from earthport.data.base import write_atomic_text
+from earthport import files
+from earthport.config import FRAMEWORKS
 from earthport.data.generate import generate
 from earthport.data.sample_data import builtin_dataset
+from earthport.errors import EarthportError
 from earthport.progress import console, progress_bar
 from earthport.records import write_record
 from earthport.runtime.imports import mindspore_available
@@ -99,8 +100,9 @@ def plan(
     stages = [_train(out, name, datasets[name], framework, preset, device, scale) for name, framework in pairs]
     if "mindspore" in frameworks:
         best = out / "runs" / "atmosphere-torch" / "best.pt"
-        stages.append(Stage("convert", ["convert", "-q", str(best), str(out / "convert" / "best.ckpt")]))
-        verify = ["verify", "-q", "--out", str(out / "verify"), "--data", str(datasets["atmosphere"])]
+        converted = str(out / "convert" / "best.ckpt")
+        stages.append(Stage("convert", ["convert", "-q", "--overwrite", str(best), converted]))
+        verify = ["verify", "-q", "--overwrite", "--out", str(out / "verify"), "--data", str(datasets["atmosphere"])]
         stages.append(Stage("verify", [*verify, "--checkpoint", str(best)]))
     stages += [_infer(out, name, datasets[name], framework, device, scale) for name, framework in pairs]
     stages += [_bench(out, framework, preset, device, scale, tdp_watts) for framework in frameworks]
@@ -118,14 +120,15 @@ def _train(out: Path, name: str, data: Path, framework: str, preset: str, device
 def _infer(out: Path, name: str, data: Path, framework: str, device: str, scale: Scale) -> Stage:
     checkpoint = out / "runs" / f"{name}-{framework}" / CHECKPOINT[framework]
     forecast = out / "forecasts" / f"{name}-{framework}.nc"
-    command = ["infer", "-q", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(forecast)]
+    command = ["infer", "-q", "--overwrite", "--checkpoint", str(checkpoint), "--data", str(data)]
+    command += ["--out", str(forecast)]
     command += ["--steps", str(scale.leads[name]), "--framework", framework, "--device", device]
     return Stage(f"infer {name} {framework}", [*command, "--max-inits", str(scale.inits)])
 
 
 def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale, tdp_watts: float | None) -> Stage:
     record = out / "bench" / f"fourcastnet-{preset}-{framework}.json"
-    command = ["bench", "--model", "fourcastnet", "--preset", preset, "--framework", framework]
+    command = ["bench", "--overwrite", "--model", "fourcastnet", "--preset", preset, "--framework", framework]
     command += ["--device", device, "--batch-size", "1", "--repeats", str(scale.bench_repeats), "--out", str(record)]
     if tdp_watts is not None:
         command += ["--energy-estimate", f"tdp={tdp_watts:g}"]
@@ -134,17 +137,42 @@ def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale, td
 
 def run_study(
     out: str | Path, preset: str = "tiny", frameworks: list[str] | None = None, device: str = "auto",
-    scale: str = "full", tdp_watts: float | None = None, progress: bool = True,
+    scale: str = "full", tdp_watts: float | None = None, progress: bool = True, overwrite: bool = False,
 ) -> dict:  # fmt: skip
-    """Run every stage, then the report; returns the study record (``OUT/study.json``)."""
-    from earthport.report.study_report import write_study_report
-
+    """Run every stage, then the report; returns the study record (``OUT/study.json``). A re-run in the same
+    ``out`` reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
+    earthport's, and is locked for the run."""
     out = Path(out)
+    unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]
+    if unknown:
+        raise EarthportError(f"--frameworks: unknown {unknown}; expected some of {list(FRAMEWORKS)}")
     present = frameworks_present()
     asked = frameworks or list(present)
-    chosen = [f for f in asked if f in present and present[f] is None]
-    skipped = {f: present.get(f) or f"unavailable: unknown framework (known: {list(present)})" for f in asked
-               if f not in chosen}  # fmt: skip
+    chosen = [f for f in asked if present[f] is None]
+    skipped = {f: present[f] for f in asked if f not in chosen}
+    if not chosen:
+        raise EarthportError(f"no framework to study: {'; '.join(f'{f}: {why}' for f, why in skipped.items())}")
+    if scale not in SCALES:
+        raise EarthportError(f"--scale {scale!r}: expected one of {list(SCALES)}")
+    _check_earthports(out)
+    with files.run_lock(out, "earthport study"):
+        if overwrite:
+            files.replace(out, overwrite, folder=True)
+        return _run(out, preset, chosen, skipped, device, scale, tdp_watts, progress)
+
+
+def _check_earthports(out: Path) -> None:
+    """A study re-runs in (or replaces) ``out`` only if it is new, empty or earthport's."""
+    if not files.is_owned(out):
+        files.check_output(out, overwrite=True, folder=True)  # refuses anything else, saying why
+
+
+def _run(
+    out: Path, preset: str, chosen: list[str], skipped: dict, device: str, scale: str, tdp_watts: float | None,
+    progress: bool,
+) -> dict:  # fmt: skip
+    from earthport.report.study_report import write_study_report
+
     sizes = SCALES[scale]
     datasets = _data(out, sizes, progress)
     stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts)
@@ -178,7 +206,7 @@ def _data(out: Path, scale: Scale, progress: bool) -> dict[str, Path]:
         directory = out / "data" / name
         if not (directory / "metadata.json").exists():
             console.print(f"[bold]generating[/] {name} data in {directory}")
-            generate(directory, progress=progress, **spec)
+            files.write_whole(directory, True, lambda tmp, spec=spec: generate(tmp, progress=progress, **spec))
         datasets[name] = directory
     datasets["ostia"] = builtin_dataset("ostia", out / "data" / "ostia", progress=progress)
     return datasets
@@ -191,7 +219,7 @@ def run_stage(stage: Stage) -> None:
         return
     if stage.owns and Path(stage.owns).exists():  # an earlier study's, made with other settings or unfinished
         console.print(f"replacing {stage.owns} (made by an earlier study with other settings, or unfinished)")
-        shutil.rmtree(stage.owns)
+        files.replace(stage.owns, overwrite=True, folder=True)  # only what earthport wrote
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "earthport", *stage.command], capture_output=True, text=True)
     stage.seconds = time.perf_counter() - began
@@ -199,7 +227,7 @@ def run_stage(stage: Stage) -> None:
         stage.status = "done"
         if stage.owns:
             marker = {"stage": stage.name, "command": stage.command}  # an object, so record readers pass it by
-            write_atomic_text(Path(stage.owns) / STAGE_MARKER, json.dumps(marker) + "\n")
+            files.write_text(Path(stage.owns) / STAGE_MARKER, json.dumps(marker) + "\n")
         return
     stage.status = "failed"
     lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip() and "[WARNING" not in ln]

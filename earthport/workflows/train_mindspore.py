@@ -21,21 +21,15 @@ import numpy as np
 
 from earthport.config import TrainConfig
 from earthport.data.mindspore_loader import mindspore_dataset
-from earthport.errors import EarthportError
 from earthport.migrate import checkpoint_io
-from earthport.migrate.optimizer import (
-    load_neutral_into_mindspore_adamw,
-    mindspore_adamw_to_neutral,
-    neutral_to_tensors,
-    tensors_to_neutral,
-)
-from earthport.migrate.transfer import load_mindspore
+from earthport.migrate.optimizer import mindspore_adamw_to_neutral, neutral_to_tensors
+from earthport.migrate.resume import load_mindspore_run, torch_run_to_mindspore
 from earthport.models import registry
 from earthport.runtime import mindspore as runtime
 from earthport.runtime.imports import import_mindspore
 from earthport.workflows.mindspore_ops import LOSSES, gradient_update, rollout
 from earthport.workflows.schedule import CosineSchedule
-from earthport.workflows.training_loop import TrainData, TrainState, check_model_config
+from earthport.workflows.training_loop import TrainData, TrainState, resumed_state
 
 ms = import_mindspore()
 from mindspore import Tensor, ops  # noqa: E402
@@ -139,7 +133,8 @@ class MindSporeTrainer:
     def save(self, path: Path, state: TrainState, full: bool = True) -> None:
         """A checkpoint: always model, config and data; with ``full`` also everything needed to resume."""
         tensors = {name: p.asnumpy() for name, p in self.net.parameters_dict().items()}
-        extra = {"data": self.data.info, "train_config": self.config.to_dict(), "epoch": state.epoch}
+        extra = {"data": self.data.info, "train_config": self.config.to_dict(), "epoch": state.epoch,
+                 "best_epoch": state.best_epoch}  # fmt: skip
         hyper = None
         if full:
             neutral = mindspore_adamw_to_neutral(self.optimizer)
@@ -159,25 +154,14 @@ class MindSporeTrainer:
     def restore(self, path: Path) -> TrainState:
         """Continue from ``path``: this trainer's ``last.ckpt``/``.safetensors``, or a torch ``last.pt``."""
         expected = self.data.model_config.to_dict()
-        if path.suffix in (".ckpt", ".safetensors"):
-            saved = checkpoint_io.read_weights(path)
-            if saved.optimizer is None or "tensors" not in saved.optimizer:
-                raise EarthportError(f"{path}: not a resumable checkpoint (no optimizer state); resume from last.*")
-            check_model_config(path, saved.config, expected)
-            load_mindspore(self.net, saved.state)
-            neutral = tensors_to_neutral(saved.optimizer["tensors"], saved.optimizer["hyper"], {})
-            load_neutral_into_mindspore_adamw(self.optimizer, neutral, {})
-            extra = saved.extra
+        if checkpoint_io.detect(path) != "torch":  # names the file and key of what does not fit
+            extra = load_mindspore_run(path, self.net, self.optimizer, expected)
             ms.set_rng_state(Tensor(np.asarray(extra["rng"]["mindspore"], np.uint8)))
         else:  # a torch run: weights and AdamW state converted by name rules
-            from earthport.migrate.resume import torch_run_to_mindspore
-
             extra = torch_run_to_mindspore(path, self.net, self.optimizer, expected)
-        self.schedule.load_state_dict(extra["scheduler"])
+        self.schedule.load_state_dict(extra["scheduler"])  # its T_max too, as torch's: the first run's cosine goes on
         self._load_scaler(extra.get("scaler") or {})
-        state = TrainState(**extra["state"])
-        state.stop_reason = ""
-        return state
+        return resumed_state(path, extra["state"])
 
     def _scaler_state(self) -> dict:
         """The loss scaler in torch GradScaler's state keys ({} when disabled, as torch)."""

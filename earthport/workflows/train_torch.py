@@ -15,12 +15,13 @@ import torch
 from earthport.checkpoint import load_checkpoint, save_checkpoint
 from earthport.config import TrainConfig
 from earthport.data.torch_loader import torch_loader
-from earthport.errors import EarthportError
+from earthport.migrate.checkpoint_io import detect
+from earthport.migrate.resume import check_torch_run, mindspore_run_to_torch
 from earthport.models import registry
 from earthport.runtime import torch as runtime
 from earthport.workflows.torch_losses import LOSSES
 from earthport.workflows.torch_rollout import rollout
-from earthport.workflows.training_loop import TrainData, TrainState, check_model_config
+from earthport.workflows.training_loop import TrainData, TrainState, resumed_state
 
 
 def backward_and_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -102,6 +103,7 @@ class TorchTrainer:
             "data": self.data.info,
             "train_config": self.config.to_dict(),
             "epoch": state.epoch,
+            "best_epoch": state.best_epoch,
         }
         if full:
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
@@ -117,25 +119,19 @@ class TorchTrainer:
     def restore(self, path: Path) -> TrainState:
         """Continue from ``path``: earthport's ``last.pt``, or a MindSpore ``last.ckpt``/``.safetensors``."""
         expected = self.data.model_config.to_dict()
-        if path.suffix == self.suffix:
+        if detect(path) == "torch":
             payload = load_checkpoint(path)
-            if "optimizer" not in payload:
-                raise EarthportError(f"{path}: not a resumable checkpoint (no optimizer state); resume from last.pt")
-            check_model_config(path, payload["config"], expected)
+            check_torch_run(path, payload, self.model, expected)  # names the file and key of what does not fit
             self.model.load_state_dict(payload["model_state"])
             self.optimizer.load_state_dict(payload["optimizer"])
             torch.set_rng_state(payload["rng"]["torch"])
             if payload["rng"]["cuda"]:
                 torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
         else:  # a MindSpore run: weights and AdamW state converted by name rules
-            from earthport.migrate.resume import mindspore_run_to_torch
-
             payload = mindspore_run_to_torch(path, self.model, self.optimizer, expected)
-        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scheduler.load_state_dict(payload["scheduler"])  # its T_max too: the first run's cosine goes on
         self.scaler.load_state_dict(payload["scaler"])
-        state = TrainState(**payload["state"])
-        state.stop_reason = ""
-        return state
+        return resumed_state(path, payload["state"])
 
     def describe(self) -> dict:
         return {

@@ -10,12 +10,20 @@ Convergence: the run stops when the validation loss has not improved by more tha
 stopped before its first epoch ended is validated once and its ``best`` is recorded as epoch 0.
 
 Checkpoints are ``last<suffix>`` (everything to resume) and ``best<suffix>`` (model and metadata), the suffix
-being the framework's (``.pt``, ``.ckpt``, ``.safetensors``). ``--resume`` continues from the newest ``last.*``
-of any framework: a trainer restores a foreign one through ``earthport.migrate.resume``.
+being the framework's (``.pt``, ``.ckpt``, ``.safetensors``). ``--resume`` continues from the ``last.*`` of any
+framework whose saved ``TrainState`` has taken the most optimizer steps (read without loading tensors; two at
+the same step that differ are refused): a trainer restores a foreign one through ``earthport.migrate.resume``.
+
+An epoch ends by writing ``last``, then ``best`` (when it improved), then the record, so a kill at any point
+leaves ``last`` to resume from; a resumed run re-saves ``best`` when the kill fell between the first two, and
+re-trains an epoch whose ``best`` was written by an older version before its ``last``. Ctrl-C saves ``last``
+and marks the record "interrupted"; any other error marks it "failed", with the error, where it can be written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Sized
@@ -29,6 +37,7 @@ from earthport.config import TrainConfig, write_config
 from earthport.data.fcn import FcnDirectory
 from earthport.data.samples import SamplePairs
 from earthport.errors import DataError, EarthportError
+from earthport.migrate.checkpoint_io import read_extra
 from earthport.models import registry
 from earthport.progress import console, progress_bar
 from earthport.records import timing_summary, write_record
@@ -140,34 +149,75 @@ def _epoch_size(limit: int | None, available: int) -> int:
 
 
 def run_checkpoints(out: Path) -> list[Path]:
-    """The ``last.*`` checkpoints in run directory ``out``, newest first."""
-    found = [out / f"last{suffix}" for suffix in SUFFIXES if (out / f"last{suffix}").is_file()]
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    """The ``last.*`` checkpoints in run directory ``out``."""
+    return [out / f"last{suffix}" for suffix in SUFFIXES if (out / f"last{suffix}").is_file()]
 
 
 def check_out(out: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (the newest ``last.*``), None for a new run; refuses to overwrite a run."""
+    """The checkpoint to resume from (see ``latest``), None for a new run; refuses to overwrite a run."""
     found = run_checkpoints(out)
     if not resume and found:
         raise EarthportError(
-            f"{out} already holds a run ({found[0].name}); pass --resume to continue it or choose --out"
+            f"{out} already holds a run ({found[0].name}); pass --resume to continue it, --overwrite to replace it, "
+            "or choose another --out"
         )
     if resume and not found:
         raise DataError(out / "last.pt", f"checkpoint not found (no last{'/last'.join(SUFFIXES)} to resume)")
-    return found[0] if resume else None
+    return latest(found) if resume else None
 
 
-def check_model_config(path: Path, saved: dict, expected: dict) -> None:
-    """A checkpoint resumes only the model it was saved from."""
-    if saved != expected:
-        raise EarthportError(f"{path}: model config {saved} differs from this run's {expected}")
+def latest(found: list[Path]) -> Path:
+    """Of ``last.*`` files of several frameworks, the one whose saved TrainState has the most optimizer steps
+    (not the newest file: a resumed run's own suffix may be older than the run it resumed). Two at the same step
+    are the same state converted, or two runs in one folder: the latter, and a state that cannot be read, are
+    refused naming both files."""
+    if len(found) == 1:
+        return found[0]
+    states = {path: _saved_state(path, found) for path in found}
+    chosen = max(found, key=lambda p: states[p]["step"])
+    for path in found:
+        if path != chosen and states[path]["step"] == states[chosen]["step"] and states[path] != states[chosen]:
+            older, newer = sorted((path, chosen), key=lambda p: p.stat().st_mtime_ns)
+            raise EarthportError(
+                f"{chosen} and {path} both record optimizer step {states[chosen]['step']} but differ (two runs "
+                f"in one folder?): remove the one not to continue, e.g. the older file {older}, to resume from {newer}"
+            )
+    return chosen
+
+
+def _saved_state(path: Path, found: list[Path]) -> dict:
+    try:
+        state = read_extra(path)["state"]
+        state["step"] = int(state["step"])
+        return state
+    except (EarthportError, KeyError, TypeError, ValueError) as err:
+        others = " and ".join(str(p) for p in found if p != path)
+        raise EarthportError(
+            f"{path}: its training state cannot be read ({err}), so it is unknown whether it or {others} is "
+            f"the run's latest checkpoint; remove {path} (or move it away) to resume from {others}"
+        ) from None
+
+
+def resumed_state(path: Path, saved: dict) -> TrainState:
+    """The TrainState a checkpoint saved, to continue from (its stop reason cleared)."""
+    try:
+        state = TrainState(**saved)
+    except TypeError as err:
+        raise DataError(path, f"training state with keys {sorted(saved)} does not fit TrainState ({err})") from None
+    state.stop_reason = ""
+    return state
 
 
 def run_training(
     trainer: Trainer, data: TrainData, out: Path, resume_from: Path | None, max_steps: int | None, progress: bool
 ) -> dict:
     """Train until a stop rule fires; returns the run record (also written to ``out/record.json``)."""
-    state = trainer.restore(resume_from) if resume_from is not None else TrainState()
+    state = TrainState()
+    if resume_from is not None:
+        state = trainer.restore(resume_from)
+        _repair_best(trainer, state, out)
+        if state.history and not state.consumed:  # a finished run (or one with more epochs asked) at an epoch end
+            state.stop_reason = _epoch_stop(data.config, state)
     write_config(out / "config.yaml", data.config)
     started = time.perf_counter() - state.train_seconds
     try:
@@ -178,13 +228,47 @@ def run_training(
             _end_epoch(trainer, data, state, started, out)
         if not state.history:
             _validate_partial_epoch(trainer, state, out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI raises it
         state.stop_reason = "interrupted"
         last = out / f"last{trainer.suffix}"
-        trainer.save(last, state)
+        try:
+            trainer.save(last, state)
+        except Exception as err:
+            _mark_failed(trainer, data, state, out, err)
+            raise
+        write_run_record(trainer, data, state, out)
         console.print(f"interrupted: saved {last}; continue with --resume")
         raise
+    except Exception as err:
+        _mark_failed(trainer, data, state, out, err)
+        raise
     return write_run_record(trainer, data, state, out)
+
+
+def _mark_failed(trainer: Trainer, data: TrainData, state: TrainState, out: Path, err: Exception) -> None:
+    """The record of a run an error stopped: "failed", with the error; left as it is where it cannot be written
+    either (a full disk): the error that stopped the run is the one to report."""
+    state.stop_reason = "failed"
+    with contextlib.suppress(Exception):
+        write_run_record(trainer, data, state, out, error=f"{type(err).__name__}: {err}")
+
+
+def _repair_best(trainer: Trainer, state: TrainState, out: Path) -> None:
+    """A kill between an epoch's ``last`` and ``best`` leaves ``best`` one improvement behind: the restored
+    model, at the end of its best epoch, is that ``best``."""
+    if state.consumed or state.best_epoch != state.epoch or state.best_epoch < 1:
+        return  # a ``best`` ahead of ``last`` (older versions) is re-trained and overwritten
+    best = out / f"best{trainer.suffix}"
+    held = read_extra(best).get("best_epoch") if best.is_file() else None
+    if held is None or held < state.best_epoch:
+        console.print(f"{best}: re-saved from the resumed model (epoch {state.best_epoch}, the run's best)")
+        _save_best(trainer, state, out)
+
+
+def _save_best(trainer: Trainer, state: TrainState, out: Path) -> None:
+    """``best.*``: the model of epoch ``state.best_epoch``; its ``epoch`` entry is that epoch's (0-based)."""
+    best_state = dataclasses.replace(state, epoch=max(state.best_epoch - 1, 0))
+    trainer.save(out / f"best{trainer.suffix}", best_state, full=False)
 
 
 def _train_epoch(
@@ -216,52 +300,63 @@ def _train_epoch(
 
 
 def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: float, out: Path) -> None:
+    """Validate, update the state in one go, then write ``last``, ``best`` (if improved) and the record, in
+    that order (see the module docstring)."""
     config = data.config
     epoch_losses = state.step_losses[len(state.step_losses) - data.steps_per_epoch :]
     valid = trainer.validate()
     previous = state.history[-1]["train_seconds_total"] if state.history else 0.0
     seconds = time.perf_counter() - started - previous
-    state.train_seconds = time.perf_counter() - started
     entry = {
         "epoch": state.epoch + 1,
         "train_loss": float(np.mean(epoch_losses)),
         "valid_loss": valid,
         "lr": trainer.learning_rate(),
         "seconds": seconds,
-        "train_seconds_total": state.train_seconds,
+        "train_seconds_total": time.perf_counter() - started,
     }
+    improved = valid < state.best_valid - config.min_delta
     state.history.append(entry)
-    if valid < state.best_valid - config.min_delta:
-        state.best_valid, state.best_epoch, state.stale_epochs = valid, state.epoch + 1, 0
-        trainer.save(out / f"best{trainer.suffix}", state, full=False)
+    state.train_seconds = entry["train_seconds_total"]
+    if improved:
+        state.best_valid, state.best_epoch, state.stale_epochs = valid, entry["epoch"], 0
     else:
         state.stale_epochs += 1
+    state.epoch, state.consumed = entry["epoch"], 0
+    state.stop_reason = _epoch_stop(config, state)
     console.print(
         f"epoch {entry['epoch']}: train {entry['train_loss']:.4g}  valid {valid:.4g}  "
         f"{seconds:.1f} s  best epoch {state.best_epoch}"
     )
-    state.epoch += 1
-    state.consumed = 0
-    if state.stale_epochs >= config.patience:
-        state.stop_reason = "converged"
-    elif state.epoch >= config.max_epochs:
-        state.stop_reason = "max_epochs"
-    elif config.time_limit and state.train_seconds > config.time_limit:
-        state.stop_reason = "time_limit"
     trainer.save(out / f"last{trainer.suffix}", state)
+    if improved:
+        _save_best(trainer, state, out)
     write_run_record(trainer, data, state, out)
 
 
+def _epoch_stop(config: TrainConfig, state: TrainState) -> str:
+    """The stop rule that fires at an epoch's end ("" for none)."""
+    if state.stale_epochs >= config.patience:
+        return "converged"
+    if state.epoch >= config.max_epochs:
+        return "max_epochs"
+    if config.time_limit and state.train_seconds > config.time_limit:
+        return "time_limit"
+    return ""
+
+
 def _validate_partial_epoch(trainer: Trainer, state: TrainState, out: Path) -> None:
-    """A run stopped (time or step limit) before its first epoch ended still leaves a validated ``best``."""
+    """A run stopped (time or step limit) before its first epoch ended still leaves a validated ``best``
+    (epoch 0); ``last`` keeps best epoch -1, so a resumed run's first epoch replaces it."""
     valid = trainer.validate()
     state.best_valid, state.best_epoch = valid, 0
-    trainer.save(out / f"best{trainer.suffix}", state, full=False)
+    _save_best(trainer, state, out)
     console.print(f"stopped ({state.stop_reason}) within epoch 1 after {state.step} steps: valid {valid:.4g}")
 
 
-def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> dict:
-    """The run record: the same keys for every framework, plus what ``trainer.describe()`` adds."""
+def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: Path, error: str = "") -> dict:
+    """The run record: the same keys for every framework, plus what ``trainer.describe()`` adds (and ``error``,
+    the error that stopped a "failed" run)."""
     seconds = [h["seconds"] for h in state.history]
     config = data.config
     described = trainer.describe()
@@ -289,6 +384,7 @@ def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: 
             if path.exists()
         },  # fmt: skip
         **described,  # determinism, and the framework's own entries (e.g. "mindspore": mode, threads, amp)
+        **({"error": error} if error else {}),
     }
     write_record(out / "record.json", "train", payload)
     return payload

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from earthport import files
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
 from earthport.data.samples import SamplePairs, epoch_order
@@ -32,14 +33,16 @@ TARGETS = {"forward_max_rel_error": 1e-5, "grad_max_rel_error": 1e-4, "rollout_r
 def verify(
     out: str | Path, model: str = "fourcastnet", preset: str = "tiny", data: str | Path | None = None,
     steps: int = 10, train_steps: int = 20, batch_size: int = 2, inits: int = 4, lr: float = 1e-3,
-    loss: str = "mse", seed: int = 0, checkpoint: str | Path | None = None,
+    loss: str = "mse", seed: int = 0, checkpoint: str | Path | None = None, overwrite: bool = False,
 ) -> dict:  # fmt: skip
     """Run every comparison, write verify.json / verify.md and plots; returns the report (``passed``).
 
     Without ``checkpoint`` the torch model is the preset, seeded, on ``data`` (default: generated data on the
     preset's grid); with one (earthport or NVlabs, see ``earthport infer``) its trained weights are verified.
+    An existing ``out`` is replaced only with ``overwrite`` and only if earthport wrote it.
     """
     out = Path(out)
+    files.replace(out, overwrite, folder=True)
     dataset = open_fcn(data if data is not None else _default_data(out, model, preset, seed))
     loaded = load_model(checkpoint, dataset) if checkpoint else None
     config, pairs = _setup(model, preset, dataset, steps, loaded)
@@ -78,7 +81,8 @@ def _default_data(out: Path, model: str, preset: str, seed: int) -> Path:
     directory = out / "data"
     if not (directory / "metadata.json").exists():
         grid = registry.preset(model, preset).img_size
-        generate(directory, "atmosphere", grid=grid, years=3, steps_per_year=60, seed=seed)
+        write = lambda tmp: generate(tmp, "atmosphere", grid=grid, years=3, steps_per_year=60, seed=seed)  # noqa: E731
+        files.write_whole(directory, True, write)
     return directory
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from earthport.checks import check_fields
 from earthport.errors import EarthportError
 
 
@@ -34,7 +35,13 @@ class FourCastNetConfig:
     hard_thresholding_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", tuple(int(v) for v in self.img_size))
+        check_fields(self, "model", ConfigError)
+        object.__setattr__(self, "img_size", tuple(self.img_size))
+        if len(self.img_size) != 2 or min(self.img_size) < 1:
+            raise ConfigError(f"model.img_size {list(self.img_size)} is not a grid [H, W] of positive sizes")
+        for name in ("patch_size", "in_chans", "out_chans", "embed_dim", "depth", "num_blocks"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
         height, width = self.img_size
         if height % self.patch_size or width % self.patch_size:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
