@@ -49,7 +49,7 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.earthport-tmp-{os.getpid()}{path.suffix}")
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)``, then rename ``tmp`` over ``path`` and record it as earthport's; never half a file."""
     with atomic_target(Path(path)) as tmp:
         write(tmp)
@@ -87,16 +87,14 @@ def atomic_target(path: Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
-    _record(path)
+    _record(path, replacing=tmp.name)
 
 
 def write_whole(path: str | Path, overwrite: bool, write: Callable[[Path], object], folder: bool = True) -> None:
     """``write(tmp)`` (a folder or a file), then ``tmp`` replaces ``path``: the output is never half-written or a
     mix of two runs; an existing ``path`` is replaced only with ``overwrite`` and only if earthport wrote it."""
-    path = Path(path)
     check_output(path, overwrite, folder)
-    with atomic_target(path) as tmp:
-        write(tmp)
+    atomic_write(path, write)
 
 
 def make_dir(path: str | Path) -> Path:
@@ -201,10 +199,17 @@ def _bookkeeping(name: str) -> bool:
     return name in (MANIFEST, LOCK) or _TEMP.match(name) is not None
 
 
-def _record(path: Path) -> None:
+def _record(path: Path, replacing: str = "") -> None:
+    """Note ``path`` in its folder's manifest (and forget the temporary ``replacing`` it, if it was noted)."""
     entry = _fingerprint(path)
-    if entry is not None:
-        _update_manifest(path.parent, lambda m: m["entries"].__setitem__(path.name, entry))
+    if entry is None:
+        return
+
+    def change(manifest: dict) -> None:
+        manifest["entries"].pop(replacing, None)
+        manifest["entries"][path.name] = entry
+
+    _update_manifest(path.parent, change)
 
 
 def _fingerprint(path: Path) -> dict | None:

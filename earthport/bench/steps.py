@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from earthport.config import FRAMEWORKS, PRECISIONS
 from earthport.errors import EarthportError
 
-FRAMEWORKS = ("torch", "mindspore")
 DEVICES = ("auto", "cpu", "cuda", "npu")
-PRECISIONS = ("fp32", "bf16", "fp16")
 MS_MODES = ("graph", "pynative")
 # One year of 6-hourly fields: FourCastNet's sampling of ERA5 (its training set is 1979-2015, 37 such years).
 DEFAULT_DATASET_SIZE = 1460

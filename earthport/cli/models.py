@@ -36,9 +36,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_infer(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from earthport.metrics import side_by_side
+    from earthport.metrics import headline_channels, side_by_side
     from earthport.report.console import print_frame
-    from earthport.workflows.evaluate import headline_channels
     from earthport.workflows.infer import infer, sibling
 
     record = infer(

@@ -20,13 +20,21 @@ Conventions (sources in each function's docstring and in ``shared/reference/eval
 from __future__ import annotations
 
 from earthport.metrics.scores import acc, acc_samples, mse, rmse, rmse_from_mse
-from earthport.metrics.tables import LeadScorer, headline_table, score_leads, side_by_side, to_markdown
+from earthport.metrics.tables import (
+    LeadScorer,
+    headline_channels,
+    headline_table,
+    score_leads,
+    side_by_side,
+    to_markdown,
+)
 from earthport.metrics.weights import lat_weights
 
 __all__ = [
     "LeadScorer",
     "acc",
     "acc_samples",
+    "headline_channels",
     "headline_table",
     "lat_weights",
     "mse",

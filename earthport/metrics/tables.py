@@ -11,6 +11,12 @@ from earthport.errors import DataError
 from earthport.metrics.scores import acc_samples, mse, rmse_from_mse
 
 SCORE_COLUMNS = ("forecast", "channel", "lead_hours", "rmse", "acc")
+HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("sst", "thetao_0m", "so_0m", "zos")}  # by data kind
+
+
+def headline_channels(kind: str, names: Sequence[str]) -> list[str]:
+    """The WeatherBench-style headline channels of a data kind that ``names`` has, in headline order."""
+    return [c for c in HEADLINE.get(kind, ()) if c in names]
 
 
 def score_leads(

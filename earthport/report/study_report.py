@@ -24,12 +24,11 @@ import pandas as pd  # noqa: E402
 
 from earthport import files  # noqa: E402
 from earthport.errors import DataError  # noqa: E402
-from earthport.metrics import headline_table, to_markdown  # noqa: E402
+from earthport.metrics import headline_channels, headline_table, to_markdown  # noqa: E402
 from earthport.report import efficiency  # noqa: E402
 from earthport.results.store import readable  # noqa: E402
 
 HEADLINE_LEADS = (24, 48, 72, 120, 240)  # hours; a data set without these shows its own leads
-HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("thetao_0m", "so_0m", "zos"), "ostia": ("sst",)}
 STYLE = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}.note{color:#666}"  # noqa: E501
 
 
@@ -52,15 +51,16 @@ def write_study_report(out: str | Path) -> Path:
     sections: list[tuple[str, str, pd.DataFrame | None, str | None]] = []  # title, text, table, figure
     if records.get("study"):
         sections.append(_study(records["study"][-1], records))
-    scores = _scores(records.get("infer", []))
-    for name, table in headline_tables(scores).items():
+    infer = records.get("infer", [])
+    scores, kinds = _scores(infer), _kinds(infer)
+    for name, table in headline_tables(scores, kinds).items():
         sections.append((f"Headline skill: {name}", "RMSE and ACC at the leads the data allows (test years).",
                          table, None))  # fmt: skip
     sections += _efficiency_sections(records)
     sections.append(("Loss curves per platform", "Train and validation loss per epoch (Figure S1).", None,
                      _plot_losses(records.get("train", []), directory)))  # fmt: skip
     for name, frame in scores.items():
-        figure = _plot_accuracy(name, frame, HEADLINE.get(name, ()), directory)
+        figure = _plot_accuracy(name, frame, _headline(frame, kinds[name]), directory)
         sections.append((f"Accuracy per variable: {name}", "RMSE per lead, each framework beside the baselines "
                          "(Figure 2).", None, figure))  # fmt: skip
     sections.append(_parity(records.get("verify", []), out))
@@ -73,9 +73,10 @@ def headline_rmse(out: str | Path) -> dict[str, pd.DataFrame]:
     """Per data set of the study under ``out``: RMSE of each forecast (columns) per headline channel and lead
     (rows) — the headline table's numbers in a shape that fits a terminal."""
     tables = {}
-    for name, scores in _scores(load_records(Path(out)).get("infer", [])).items():
-        present = list(dict.fromkeys(scores["channel"]))
-        channels = [c for c in HEADLINE.get(name, ()) if c in present] or present[:3]
+    infer = load_records(Path(out)).get("infer", [])
+    kinds = _kinds(infer)
+    for name, scores in _scores(infer).items():
+        channels = _headline(scores, kinds[name]) or list(dict.fromkeys(scores["channel"]))[:3]
         leads = [h for h in HEADLINE_LEADS if h in set(scores["lead_hours"])] or sorted(set(scores["lead_hours"]))
         wide = scores.pivot_table(index=["channel", "lead_hours"], columns="forecast", values="rmse", sort=False)
         rows = [(channel, lead) for channel in channels for lead in leads if (channel, lead) in wide.index]
@@ -83,10 +84,19 @@ def headline_rmse(out: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def headline_tables(scores: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def headline_tables(scores: dict[str, pd.DataFrame], kinds: dict[str, str]) -> dict[str, pd.DataFrame]:
     """WeatherBench-style RMSE/ACC table per data set: its headline channels at the headline leads."""
-    return {name: headline_table(frame, channels=HEADLINE.get(name, ()), lead_hours=HEADLINE_LEADS)
+    return {name: headline_table(frame, channels=_headline(frame, kinds[name]), lead_hours=HEADLINE_LEADS)
             for name, frame in scores.items()}  # fmt: skip
+
+
+def _headline(scores: pd.DataFrame, kind: str) -> list[str]:
+    return headline_channels(kind, list(dict.fromkeys(scores["channel"])))
+
+
+def _kinds(infer: list[dict]) -> dict[str, str]:
+    """The data kind (atmosphere, ocean) of each data set the infer records scored."""
+    return {Path(record["data"]["path"]).name: record["data"].get("kind", "atmosphere") for record in infer}
 
 
 def _scores(infer: list[dict]) -> dict[str, pd.DataFrame]:

@@ -11,9 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from earthport import files  # noqa: E402
+from earthport.config import FRAMEWORKS  # noqa: E402
 from earthport.migrate.parity import zonal_power_spectrum  # noqa: E402
-
-FRAMEWORKS = ("torch", "mindspore")
 
 
 def write_report(out: Path, report: dict, arrays: dict, headline: list[str]) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from earthport.config import PRECISIONS
 from earthport.errors import EarthportError
 from earthport.runtime.host import cpu_model, host_peak_rss_mb
 from earthport.runtime.imports import import_mindspore
@@ -40,7 +41,6 @@ from earthport.runtime.imports import import_mindspore
 DEVICE_NAMES = ("auto", "cpu", "cuda", "npu")
 TARGETS = {"cpu": "CPU", "cuda": "GPU", "npu": "Ascend"}
 MODES = ("graph", "pynative")
-PRECISIONS = ("fp32", "bf16", "fp16")
 # torch.amp.GradScaler's defaults: init_scale 2**16, growth_factor 2 (backoff 1/2), growth_interval 2000
 LOSS_SCALE = (2.0**16, 2, 2000)
 _SET_ONCE: dict[str, object] = {}  # process-wide settings MindSpore accepts only once, as earthport set them

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from earthport.config import PRECISIONS
 from earthport.errors import EarthportError
 from earthport.runtime.host import cpu_model, host_peak_rss_mb
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "npu")
-PRECISIONS = ("fp32", "bf16", "fp16")
 CUBLAS_DETERMINISTIC = ":4096:8"
 
 

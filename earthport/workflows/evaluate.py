@@ -22,7 +22,6 @@ from earthport.metrics import LeadScorer
 from earthport.progress import progress_bar
 
 BASELINES = ("persistence", "climatology")
-HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("sst", "thetao_0m", "so_0m", "zos")}
 
 
 def open_fcn(data: str | Path, channels: Sequence[str] | None = None) -> FcnDirectory:
@@ -74,14 +73,9 @@ def evaluate_baselines(
     return pd.concat([scorer.table(convention) for scorer in scorers.values()], ignore_index=True)
 
 
-def headline_channels(kind: str, names: Sequence[str]) -> list[str]:
-    """The WeatherBench-style headline channels of a data kind that this data set has."""
-    return [c for c in HEADLINE.get(kind, ()) if c in names]
-
-
 def show_scores(scores: pd.DataFrame, data: str | Path, all_channels: bool = False) -> None:
     """Print the forecasts side by side per channel and lead (headline channels unless ``all_channels``)."""
-    from earthport.metrics import side_by_side
+    from earthport.metrics import headline_channels, side_by_side
     from earthport.report.console import print_frame
 
     meta = open_fcn(data).meta

@@ -19,12 +19,12 @@ from earthport import files
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
 from earthport.data.samples import SamplePairs, epoch_order
-from earthport.metrics import LeadScorer
+from earthport.metrics import LeadScorer, headline_channels
 from earthport.migrate import bridge, parity
 from earthport.models import registry
 from earthport.progress import console
 from earthport.records import write_record
-from earthport.workflows.evaluate import headline_channels, open_fcn
+from earthport.workflows.evaluate import open_fcn
 from earthport.workflows.load_model import LoadedModel, load_model
 
 TARGETS = {"forward_max_rel_error": 1e-5, "grad_max_rel_error": 1e-4, "rollout_rmse_rel_diff": 1e-3}
