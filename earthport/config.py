@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from earthport.checks import check_fields
-from earthport.errors import EarthportError
+from earthport.errors import ConfigError
 
 SECTIONS = ("model", "data", "optimizer", "train")
 LOSSES = ("mse", "relative_l2")
@@ -28,10 +28,6 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 FRAMEWORKS = ("torch", "mindspore")
 MS_MODES = ("graph", "pynative")
 CHECKPOINT_FORMATS = ("ckpt", "safetensors")
-
-
-class ConfigKeyError(EarthportError):
-    """A configuration file or override that names an unknown key or holds a bad value."""
 
 
 @dataclass(frozen=True)
@@ -75,30 +71,30 @@ class TrainConfig:
                 value = [part.strip() for part in value.split(",") if part.strip()]
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-        check_fields(self, "train", ConfigKeyError)
+        check_fields(self, "train", ConfigError)
         if self.loss not in LOSSES:
-            raise ConfigKeyError(f"train.loss {self.loss!r} is not one of {LOSSES}")
+            raise ConfigError(f"train.loss {self.loss!r} is not one of {LOSSES}")
         if self.precision not in PRECISIONS:
-            raise ConfigKeyError(f"train.precision {self.precision!r} is not one of {PRECISIONS}")
+            raise ConfigError(f"train.precision {self.precision!r} is not one of {PRECISIONS}")
         for name, allowed in (
             ("framework", FRAMEWORKS),
             ("ms_mode", MS_MODES),
             ("checkpoint_format", CHECKPOINT_FORMATS),
         ):
             if getattr(self, name) not in allowed:
-                raise ConfigKeyError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
+                raise ConfigError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
         for name in ("batch_size", "max_epochs", "rollout_steps", "dt", "patience"):
             if getattr(self, name) < 1:
-                raise ConfigKeyError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_train_samples", "max_valid_samples", "ms_threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigKeyError(f"train.{name} must be >= 1 (or unset), got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be >= 1 (or unset), got {getattr(self, name)}")
         for name in ("lr", "grad_clip", "time_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigKeyError(f"train.{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
         for name in ("weight_decay", "min_delta", "checkpoint_every"):
             if getattr(self, name) < 0:
-                raise ConfigKeyError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,12 +120,12 @@ def load_train_config(
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ConfigKeyError(f"--set {item!r} is not key=value")
+            raise ConfigError(f"--set {item!r} is not key=value")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as err:
             problem = " ".join(str(err).split())
-            raise ConfigKeyError(f"--set {item!r}: the value is not YAML ({problem})") from None
+            raise ConfigError(f"--set {item!r}: the value is not YAML ({problem})") from None
         _assign(key.strip(), value, values, overrides, model_fields, where="--set")
     values.update({k: v for k, v in explicit.items() if v is not None})
     values = {k: _coerce(k, v, _TRAIN_TYPES.get(k, "")) for k, v in values.items()}
@@ -146,19 +142,19 @@ def _coerce(key: str, value: object, annotation: str) -> object:
     try:
         return float(value) if annotation.startswith("float") else int(value)
     except ValueError:
-        raise ConfigKeyError(f"{key}={value!r} is not a number ({annotation})") from None
+        raise ConfigError(f"{key}={value!r} is not a number ({annotation})") from None
 
 
 def _read_yaml(path: Path) -> dict:
     """Flatten ``{section: {key: value}}`` into ``{"section.key": value}``; top-level keys pass through."""
     if not path.exists():
-        raise ConfigKeyError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigKeyError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ConfigKeyError(f"{path}: expected a mapping of sections {SECTIONS}")
+        raise ConfigError(f"{path}: expected a mapping of sections {SECTIONS}")
     flat = {}
     for key, value in data.items():
         if key in SECTIONS and isinstance(value, dict):
@@ -172,19 +168,19 @@ def _assign(key: str, value: object, values: dict, overrides: dict, model_fields
     """Route one ``[section.]key`` to a TrainConfig field or a model override."""
     section, _, name = key.rpartition(".")
     if section and section not in SECTIONS:
-        raise ConfigKeyError(f"{where}: unknown section {section!r} in {key!r}; expected one of {SECTIONS}")
+        raise ConfigError(f"{where}: unknown section {section!r} in {key!r}; expected one of {SECTIONS}")
     if section == "model" and name == "name":
         name = "model"
     train_fields = {f.name for f in fields(TrainConfig)} - {"model_overrides"}
     is_model_key = (section == "model" and name not in _SECTION_KEYS["model"]) or (not section and name in model_fields)
     if is_model_key:
         if name not in model_fields:
-            raise ConfigKeyError(f"{where}: unknown model key {key!r}; known: {sorted(model_fields)}")
+            raise ConfigError(f"{where}: unknown model key {key!r}; known: {sorted(model_fields)}")
         overrides[name] = value
     elif name in train_fields:
         values[name] = value
     else:
-        raise ConfigKeyError(f"{where}: unknown key {key!r}; known: {sorted(train_fields | set(model_fields))}")
+        raise ConfigError(f"{where}: unknown key {key!r}; known: {sorted(train_fields | set(model_fields))}")
 
 
 def write_config(path: str | Path, config: TrainConfig) -> None:

@@ -7,6 +7,10 @@ class EarthportError(Exception):
     """Base class for errors earthport reports to users as one clear line."""
 
 
+class ConfigError(EarthportError):
+    """A configuration file, key or value (training, model, ``--set``) that is unknown or cannot be used."""
+
+
 class DataError(EarthportError):
     """A file, variable, key or array that is missing, malformed or not what was expected."""
 

@@ -6,7 +6,8 @@ from dataclasses import fields
 
 import pytest
 
-from earthport.config import ConfigKeyError, TrainConfig, load_train_config, write_config
+from earthport.config import TrainConfig, load_train_config, write_config
+from earthport.errors import ConfigError
 from earthport.models.fourcastnet.config import FourCastNetConfig
 
 MODEL_FIELDS = [f.name for f in fields(FourCastNetConfig)]
@@ -44,14 +45,14 @@ def test_written_config_reads_back(tmp_path):
     ],
 )
 def test_bad_keys_and_values_are_named(sets, message):
-    with pytest.raises(ConfigKeyError, match=message):
+    with pytest.raises(ConfigError, match=message):
         load_train_config(None, sets, MODEL_FIELDS)
 
 
 def test_missing_and_malformed_files(tmp_path):
-    with pytest.raises(ConfigKeyError, match="not found"):
+    with pytest.raises(ConfigError, match="not found"):
         load_train_config(tmp_path / "none.yaml")
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    with pytest.raises(ConfigKeyError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_train_config(tmp_path / "bad.yaml")
     assert TrainConfig().loss == "mse"

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from earthport.checkpoint import load_checkpoint
-from earthport.models.fourcastnet.config import PRESETS, ConfigError, FourCastNetConfig
+from earthport.errors import ConfigError
+from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
 from earthport.models.fourcastnet.nvlabs import config_from_state, model_state
 from earthport.models.fourcastnet.torch import AFNO2D, FourCastNet
 

@@ -15,8 +15,9 @@ from earthport.checkpoint import save_checkpoint
 from earthport.cli import main
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
+from earthport.errors import ConfigError
 from earthport.metrics import rmse
-from earthport.models.fourcastnet.config import PRESETS, ConfigError
+from earthport.models.fourcastnet.config import PRESETS
 from earthport.models.fourcastnet.torch import FourCastNet
 from earthport.workflows.infer import infer, initial_conditions
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from earthport import files
+from earthport.bench.timing import time_steps
 from earthport.config import FRAMEWORKS
 from earthport.data.fcn import FcnDirectory
 from earthport.data.forecasts import forecast_format, forecast_writer
@@ -119,7 +120,8 @@ def infer(
     scorers = run.forecast(starts, out, fmt, batch_size, _file_attrs(checkpoint, loaded, dataset), progress)
     rollout_s = time.perf_counter() - began
     memory = forecaster.peak_memory()
-    latency = time_calls(forecaster.step(pairs[int(starts[0])][0][None]), repeats=latency_repeats)
+    step = forecaster.step(pairs[int(starts[0])][0][None])  # one synchronised model step
+    latency = time_steps(step, warmup=3, repeats=latency_repeats, budget_s=10.0) if latency_repeats else []
     scores = pd.concat([s.table(convention) for s in scorers.values()], ignore_index=True)
     scores["forecast"] = scores["forecast"].replace({"model": label or loaded.model})
     write_scores(scores, sibling(out, "scores.csv"))
@@ -247,24 +249,6 @@ def forecast_batch(
     forcings = np.ascontiguousarray(targets[:, :, pairs.out_channels :]) if pairs.forcing else None
     forecast = pairs.denormalise(forecaster.rollout(inputs, steps, forcings))
     return inputs, truth, forecast
-
-
-def time_calls(call: Callable[[], None], warmup: int = 3, repeats: int = 20, budget_s: float = 10.0) -> list[float]:
-    """Seconds per ``call()`` (one synchronised model step) after ``warmup`` calls; stops after ``repeats``
-    calls or once ``budget_s`` seconds have been spent timing."""
-    seconds: list[float] = []
-    if repeats < 1:
-        return seconds
-    for _ in range(warmup):
-        call()
-    deadline = time.perf_counter() + budget_s
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-        if time.perf_counter() > deadline:
-            break
-    return seconds
 
 
 def _scorers(pairs: SamplePairs, lead_hours: list[int]) -> dict[str, LeadScorer]:

@@ -17,12 +17,11 @@ import numpy as np
 
 from earthport.checks import require_finite
 from earthport.data.fcn import FcnDirectory
-from earthport.errors import EarthportError
+from earthport.errors import ConfigError, EarthportError
 from earthport.migrate import checkpoint_io
 from earthport.migrate.transfer import expected_mindspore, load_mindspore
 from earthport.migrate.weights import convert_state
 from earthport.models import registry
-from earthport.models.fourcastnet.config import ConfigError
 from earthport.runtime import mindspore as runtime
 from earthport.runtime.imports import import_mindspore
 from earthport.workflows.mindspore_ops import rollout

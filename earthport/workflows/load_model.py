@@ -17,10 +17,9 @@ from torch import nn
 from earthport.checkpoint import is_earthport, load_checkpoint
 from earthport.checks import require_finite
 from earthport.data.fcn import FcnDirectory
-from earthport.errors import DataError
+from earthport.errors import ConfigError, DataError
 from earthport.models import registry
 from earthport.models.fourcastnet import nvlabs
-from earthport.models.fourcastnet.config import ConfigError
 from earthport.workflows.model_spec import DATA_KEYS, LoadedModel, channels_of, check_grid, nvlabs_channels
 from earthport.workflows.model_spec import build_config as _config
 

@@ -10,7 +10,7 @@ from typing import Any
 from earthport.data.base import Metadata
 from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.data.fcn import FcnDirectory
-from earthport.models.fourcastnet.config import ConfigError
+from earthport.errors import ConfigError
 
 DATA_KEYS = ("input_channels", "output_channels", "static", "dt")
 

@@ -10,11 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from earthport.checks import check_fields
-from earthport.errors import EarthportError
-
-
-class ConfigError(EarthportError):
-    """A configuration key or value that cannot build a model."""
+from earthport.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 import torch
 
-from earthport.models.fourcastnet.config import ConfigError, FourCastNetConfig
+from earthport.errors import ConfigError
+from earthport.models.fourcastnet.config import FourCastNetConfig
 
 REQUIRED = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.filter.w1", "blocks.0.mlp.fc1.weight")
 
