@@ -10,7 +10,8 @@ import pytest
 from conftest import random_series
 
 from earthport.data.base import Metadata
-from earthport.data.fcn import FcnDirectory, split_by_year, write_fcn
+from earthport.data.fcn import FcnDirectory
+from earthport.data.fcn_writer import split_by_year, write_fcn
 from earthport.data.stats import Stats
 from earthport.errors import DataError
 

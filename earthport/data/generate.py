@@ -27,7 +27,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from earthport.data.base import Channel, Metadata
 from earthport.data.channels import FOURCASTNET_CHANNELS, depth_channel, parse_depth_channel, parse_level_channel
-from earthport.data.fcn import split_by_year, write_fcn
+from earthport.data.fcn_writer import split_by_year, write_fcn
 from earthport.data.stats import Stats
 from earthport.errors import DataError
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from earthport.data.base import FieldSeries
-from earthport.data.fcn import FcnDirectory, split_by_year, write_fcn
+from earthport.data.fcn import FcnDirectory
+from earthport.data.fcn_writer import split_by_year, write_fcn
 from earthport.data.sample_data import BUILTIN, builtin_dataset
 from earthport.errors import DataError
 

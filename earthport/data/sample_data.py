@@ -17,7 +17,7 @@ import xarray as xr
 
 from earthport import files
 from earthport.data.base import ArraySeries, Channel, Metadata, north_to_south
-from earthport.data.fcn import split_by_year, write_fcn
+from earthport.data.fcn_writer import split_by_year, write_fcn
 from earthport.errors import DataError
 
 BUILTIN = ("ostia",)
