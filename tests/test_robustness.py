@@ -127,6 +127,9 @@ CASES = [
     ("study with an unknown framework",
      lambda t, d, r: ["study", "-q", "--out", str(t / "study"), "--frameworks", "tensorflow"], 2, "tensorflow"),
     ("report on a missing folder", lambda t, d, r: ["report", str(t / "nostudy")], 2, "nostudy"),
+    ("infer a folder as checkpoint",
+     lambda t, d, r: _infer(t, d, r, t / "f.nc", checkpoint=user_folder(t / "ckpt")), 2, "is a folder"),
+    ("train --out under a file", lambda t, d, r: _train(d, _user_file(t / "f") / "run"), 2, "f"),
     # weights earthport cannot stand behind
     ("convert NaN weights",
      lambda t, d, r: ["convert", "-q", str(nan_checkpoint(r, t / "nan.pt")), str(t / "w.ckpt")], 2, "non-finite"),

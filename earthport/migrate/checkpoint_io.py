@@ -57,6 +57,8 @@ class WeightsFile:
 def detect(path: Path) -> str:
     """The container of ``path`` from its first bytes, whatever its name: "safetensors", "torch" or
     "mindspore-ckpt"; a DataError for a missing, empty, truncated (safetensors header) or unknown file."""
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a weight file (e.g. RUN/best.pt)")
     if not path.is_file():
         raise DataError(path, "weight file not found")
     size = path.stat().st_size
