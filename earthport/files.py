@@ -76,18 +76,22 @@ def atomic_target(path: Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise EarthportError(f"{path}: nothing was written")
+        if tmp.is_file():
+            os.chmod(tmp, 0o644)
+        # a rename keeps size and mtime: noted before it (beside the file it replaces), so a kill between the
+        # rename and the note cannot leave earthport's own new file looking like a stranger's
+        entry = _fingerprint(tmp)
+        _note(path, entry, keep=True, forget=tmp.name)
         if tmp.is_dir():
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-        elif tmp.is_file():
-            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
-    _record(path, replacing=tmp.name)
+    _note(path, entry)
 
 
 def write_whole(path: str | Path, overwrite: bool, write: Callable[[Path], object], folder: bool = True) -> None:
@@ -199,17 +203,27 @@ def _bookkeeping(name: str) -> bool:
     return name in (MANIFEST, LOCK) or _TEMP.match(name) is not None
 
 
-def _record(path: Path, replacing: str = "") -> None:
-    """Note ``path`` in its folder's manifest (and forget the temporary ``replacing`` it, if it was noted)."""
+def _record(path: Path) -> None:
     entry = _fingerprint(path)
-    if entry is None:
-        return
+    if entry is not None:
+        _note(path, entry)
+
+
+def _note(path: Path, entry: dict | None, keep: bool = False, forget: str = "") -> None:
+    """``entry`` is ``path``'s fingerprint in its folder's manifest; ``keep``: the one noted before stays valid
+    too (until the replacement is done); ``forget``: a temporary's name to drop (a folder noted when made)."""
 
     def change(manifest: dict) -> None:
-        manifest["entries"].pop(replacing, None)
-        manifest["entries"][path.name] = entry
+        entries = manifest["entries"]
+        entries.pop(forget, None)
+        earlier = [e for e in _fingerprints(entries.get(path.name)) if e != entry] if keep else []
+        entries[path.name] = [entry, *earlier]
 
     _update_manifest(path.parent, change)
+
+
+def _fingerprints(noted: object) -> list:
+    return noted if isinstance(noted, list) else [] if noted is None else [noted]
 
 
 def _fingerprint(path: Path) -> dict | None:
@@ -225,12 +239,10 @@ def _fingerprint(path: Path) -> dict | None:
 
 
 def _owned(path: Path) -> bool:
-    entry = _read_manifest(path.parent)["entries"].get(path.name)
-    if path.is_dir() and not path.is_symlink():
-        manifest = _read_manifest(path)
-        if manifest["created"]:
-            return all(_bookkeeping(child.name) or _owned(child) for child in path.iterdir())
-    return entry is not None and entry == _fingerprint(path)
+    if path.is_dir() and not path.is_symlink() and _read_manifest(path)["created"]:
+        return all(_bookkeeping(child.name) or _owned(child) for child in path.iterdir())
+    noted = _fingerprints(_read_manifest(path.parent)["entries"].get(path.name))
+    return _fingerprint(path) in noted
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -325,3 +325,23 @@ def test_owned_folder_stops_being_owned_when_a_user_adds_a_file(tmp_path):
     with pytest.raises(files.OutputError, match="not written by earthport"):
         files.replace(out, overwrite=True, folder=True)
     assert (out / "mine.txt").read_text() == "mine"
+
+
+def test_a_kill_between_the_rename_and_the_manifest_leaves_the_new_file_earthports(tmp_path, monkeypatch):
+    """The race kill -9 found: the new file renamed into place, the manifest not yet updated."""
+    target = tmp_path / "run" / "last.pt"
+    files.write_text(target, "epoch 1")
+    note = files._note
+
+    def dies_after_the_rename(path, entry, keep=False, forget=""):
+        if not keep:  # the final note, after os.replace
+            raise KeyboardInterrupt
+        note(path, entry, keep, forget)
+
+    monkeypatch.setattr(files, "_note", dies_after_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_text(target, "epoch 2")
+    monkeypatch.undo()
+    assert target.read_text() == "epoch 2" and files.is_owned(target)
+    files.write_text(target, "epoch 3")  # the resumed run may replace it
+    assert files.is_owned(target.parent)
