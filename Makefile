@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.earthport-installed
 EXTRAS ?= mindspore,samples,dev
 
-.PHONY: setup test demo lint clean bench-setup
+.PHONY: setup test test-all demo lint clean bench-setup
 
 setup: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 		|| echo "note: chromium could not be installed; the HTML screenshot test will be skipped"
 	touch $(STAMP)
 
-test: setup
-	$(VENV)/bin/ruff check earthport tests benchmarks
+# Tests marked slow (the quick study, the large regrid, ...) run in CI (CI=true) and with `make test-all`.
+MARKERS ?= $(if $(CI),,not slow)
+
+test: lint
+	$(PYTHON) -m pytest -q -m "$(MARKERS)"
+
+test-all: lint
 	$(PYTHON) -m pytest -q
 
 demo: setup
@@ -27,8 +32,11 @@ demo: setup
 bench-setup: setup
 	$(PYTHON) -m pip install --quiet --no-deps mindearth-ascend==0.3.0
 
+# ruff, the architecture contracts (import-linter, pyproject.toml) and mypy on the framework-free packages
 lint: setup
 	$(VENV)/bin/ruff check earthport tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf runs build *.egg-info

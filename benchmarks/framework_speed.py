@@ -66,7 +66,7 @@ def _mindspore_worker(config, batch: int, warmup: int, repeats: int, mindearth: 
     if mindearth:
         optimizer = ms.experimental.optim.AdamW(model.trainable_params(), lr=1e-4)
     else:  # what earthport's MindSpore trainer uses
-        from earthport.runtime.mindspore_adamw import FusedAdamW
+        from earthport.backends.mindspore.adamw import FusedAdamW
 
         optimizer = FusedAdamW(model.trainable_params(), lr=1e-4)
 

@@ -42,9 +42,9 @@ def _profile(step, steps: int, directory: Path) -> dict[str, float]:
 def profile_model(preset: str, steps: int) -> dict[str, dict[str, float]]:
     import mindspore as ms
 
+    from earthport.backends.mindspore.adamw import FusedAdamW
     from earthport.models.fourcastnet.config import PRESETS
     from earthport.models.fourcastnet.mindspore import FourCastNet
-    from earthport.runtime.mindspore_adamw import FusedAdamW
 
     ms.set_context(mode=ms.GRAPH_MODE)
     config = PRESETS[preset]

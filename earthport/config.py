@@ -21,12 +21,14 @@ import yaml
 
 from earthport.checks import check_fields
 from earthport.errors import ConfigError
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 SECTIONS = ("model", "data", "optimizer", "train")
 LOSSES = ("mse", "relative_l2")
 PRECISIONS = ("fp32", "bf16", "fp16")
 FRAMEWORKS = ("torch", "mindspore")
 MS_MODES = ("graph", "pynative")
+DEVICES = ("auto", "cpu", "cuda", "npu")
 CHECKPOINT_FORMATS = ("ckpt", "safetensors")
 
 
@@ -34,7 +36,7 @@ CHECKPOINT_FORMATS = ("ckpt", "safetensors")
 class TrainConfig:
     """Everything a training run needs besides the data path and the model's own hyper-parameters."""
 
-    model: str = "fourcastnet"
+    model: str = DEFAULT_MODEL
     preset: str = "tiny"
     channels: tuple[str, ...] | None = None  # default: every prognostic and forcing channel
     static: tuple[str, ...] = ()  # static fields from DIR/static/NAME.h5 added to the inputs
@@ -44,6 +46,7 @@ class TrainConfig:
     batch_size: int = 4
     max_epochs: int = 20
     loss: str = "mse"  # masked MSE, or FourCastNet's relative L2 (LpLoss)
+    objective: str = "forecast"  # what the trainer optimises; one of the model spec's objectives
     precision: str = "fp32"
     grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
     rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
@@ -104,7 +107,7 @@ _SECTION_KEYS = {
     "model": ("model", "preset"),
     "data": ("channels", "static", "dt", "max_train_samples", "max_valid_samples"),
     "optimizer": ("lr", "weight_decay", "grad_clip"),
-}
+}  # every other key belongs to "train" (objective, loss, ...)
 
 
 def load_train_config(

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from earthport.bench.base import EnergyReading
-from earthport.bench.steps import BenchSpec, build_steps
+from earthport.bench.steps import BenchSpec
 from earthport.bench.timing import summarize, time_steps
 from earthport.cli import main
 from earthport.errors import EarthportError
-from earthport.workflows.bench import energy_per_step
+from earthport.workflows.bench import build_steps, energy_per_step
 
 RECORD_KEYS = {"model", "preset", "framework", "device", "precision", "batch_size", "mode", "threads", "infer",
                "train_step", "epoch", "memory", "energy", "warmup", "repeats", "config"}  # fmt: skip

@@ -21,7 +21,7 @@ CASES = [(size, norm, DIMS[i % 2]) for i, (size, norm) in enumerate(itertools.pr
 
 @pytest.fixture(scope="module")
 def fft():
-    from earthport.migrate import fft as module
+    from earthport.models.layers import mindspore_fft as module
 
     return module
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from earthport.checkpoint import load_checkpoint
 from earthport.errors import ConfigError
+from earthport.migrate.checkpoint_io import load_checkpoint
 from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
 from earthport.models.fourcastnet.nvlabs import config_from_state, model_state
 from earthport.models.fourcastnet.torch import AFNO2D, FourCastNet
@@ -26,7 +26,7 @@ def nvlabs_names(depth: int) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "small", pytest.param("paper", marks=pytest.mark.slow)])
 def test_output_shape_per_preset(name):
     config = PRESETS[name]
     model = FourCastNet(config).eval()

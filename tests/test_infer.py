@@ -11,12 +11,12 @@ import pytest
 import torch
 import xarray as xr
 
-from earthport.checkpoint import save_checkpoint
 from earthport.cli import main
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
 from earthport.errors import ConfigError
 from earthport.metrics import rmse
+from earthport.migrate.checkpoint_io import save_checkpoint
 from earthport.models.fourcastnet.config import PRESETS
 from earthport.models.fourcastnet.torch import FourCastNet
 from earthport.workflows.infer import infer, initial_conditions
@@ -152,7 +152,7 @@ def test_nvlabs_grid_errors(atmosphere_dir, tmp_path):
     nvlabs_checkpoint(tmp_path / "big.tar", grid=(32, 64))
     with pytest.raises(ConfigError, match=r"big.tar: grid 16 x 32 gives 32 patches of 4 x 4, .* pos_embed holds 128"):
         infer(tmp_path / "big.tar", atmosphere_dir, steps=1, out=tmp_path / "a.nc", device="cpu")
-    with pytest.raises(ConfigError, match=r"img_size \(32, 64\) does not fit the data grid 16 x 32"):
+    with pytest.raises(ConfigError, match=r"model grid \(32, 64\) does not fit the data grid 16 x 32"):
         infer(tmp_path / "big.tar", atmosphere_dir, 1, tmp_path / "a.nc", overrides={"img_size": [32, 64]})
     with pytest.raises(ConfigError, match="the grid is ambiguous"):
         infer(tmp_path / "big.tar", atmosphere_dir, 1, tmp_path / "a.nc", overrides={"img_size": None})

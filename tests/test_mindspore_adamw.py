@@ -12,7 +12,7 @@ pytestmark = pytest.mark.mindspore
 def test_fused_adamw_follows_torch_adamw():
     import mindspore as ms
 
-    from earthport.runtime.mindspore_adamw import FusedAdamW
+    from earthport.backends.mindspore.adamw import FusedAdamW
 
     rng = np.random.default_rng(0)
     shapes = [(4, 3), (5,), (2, 2, 2)]

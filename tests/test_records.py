@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earthport import records
 from earthport.errors import DataError
 from earthport.files import MANIFEST
-from earthport.records import environment, read_record, timing_summary, write_record
+from earthport.records import record as records
+from earthport.records.reader import read_record
+from earthport.records.record import environment, timing_summary, write_record
 
 
 def test_environment_fields():
@@ -29,7 +30,7 @@ def test_environment_fields():
 
 
 def test_environment_imports_no_framework():
-    code = "import sys; from earthport.records import environment; e = environment(); "
+    code = "import sys; from earthport.records.record import environment; e = environment(); "
     code += "print(sorted({'mindspore', 'torch'} & set(sys.modules)), e['torch_threads'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("[] unavailable: torch is not imported")

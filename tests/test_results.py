@@ -15,13 +15,15 @@ import warnings
 import pandas as pd
 import pytest
 
-from earthport import records, results
 from earthport.cli import main
 from earthport.errors import DataError
 from earthport.metrics import to_markdown
-from earthport.records import read_record, write_record
+from earthport.records import index as results
+from earthport.records import record as records
+from earthport.records.index import CorruptIndex, ForeignIndex, IndexWarning, store
+from earthport.records.reader import read_record
+from earthport.records.record import write_record
 from earthport.report.efficiency import energy_efficiency, inference_time, training_time
-from earthport.results import CorruptIndex, ForeignIndex, IndexWarning, store
 
 
 @pytest.fixture(autouse=True)

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from earthport import files
-from earthport.checkpoint import load_checkpoint, save_checkpoint
 from earthport.cli import main
 from earthport.config import TrainConfig
+from earthport.migrate.checkpoint_io import load_checkpoint, save_checkpoint
 from earthport.workflows.train import train
 
 QUICK = {"device": "cpu", "batch_size": 4, "max_train_samples": 16, "max_valid_samples": 8, "lr": 2e-3}
@@ -178,7 +178,7 @@ def test_regenerating_with_fewer_years_leaves_no_stale_year(tmp_path):
 
 
 def test_ctrl_c_marks_the_record_interrupted_and_resume_continues(atmosphere_dir, tmp_path, monkeypatch, capsys):
-    from earthport.workflows.train_torch import TorchTrainer
+    from earthport.backends.torch.trainer import TorchTrainer
 
     out = tmp_path / "run"
     step = TorchTrainer.train_step

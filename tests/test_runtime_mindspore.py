@@ -19,7 +19,7 @@ pytestmark = pytest.mark.mindspore
 
 @pytest.fixture(scope="module")
 def rt():
-    from earthport.runtime import mindspore
+    from earthport.backends.mindspore import runtime as mindspore
 
     return mindspore
 
@@ -62,7 +62,7 @@ def test_threads_are_set_once_per_process():
     code = textwrap.dedent(
         """
         from earthport.errors import EarthportError
-        from earthport.runtime import mindspore as rt
+        from earthport.backends.mindspore import runtime as rt
         rt.select_device("cpu")
         assert rt.configure_threads()["op_threads"].startswith("default")
         got = rt.configure_threads(op_threads=1, dispatch_threads=2)

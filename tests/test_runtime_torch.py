@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from earthport.backends.torch import runtime
+from earthport.backends.torch.runtime import DeviceUnavailable, select_device
 from earthport.errors import EarthportError
-from earthport.runtime import torch as runtime
-from earthport.runtime.torch import DeviceUnavailable, select_device
 
 HAS_GPU = torch.cuda.is_available()
 HAS_TORCH_NPU = importlib.util.find_spec("torch_npu") is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from earthport.backends.torch.loader import torch_loader
 from earthport.data.fcn import FcnDirectory
-from earthport.data.samples import SamplePairs, epoch_order, valid_starts
-from earthport.data.torch_loader import torch_loader
+from earthport.data.samples import Order, SamplePairs, epoch_order, valid_starts
 
 
 def test_pairs_dt_apart_and_normalised(atmosphere_dir):
@@ -36,6 +36,60 @@ def test_forcings_and_static_inputs(ocean_dir):
     np.testing.assert_array_equal(pairs.forcings(0), targets[:, 21:])
 
 
+def test_two_input_times_stack_oldest_first(ocean_dir):
+    """history=2 (GraphCast's t - dt and t): two blocks of prognostic + forcing channels, then the static fields;
+    the targets follow t, and sample i's time t is one step later than with one input time."""
+    data = FcnDirectory(ocean_dir)
+    series, static = data.series("train"), {"orography": data.static("orography")}
+    one = SamplePairs(series, data.stats(), dt=2, steps=2, static=static)
+    two = SamplePairs(series, data.stats(), dt=2, steps=2, static=static, history=2)
+    assert two.in_channels == 2 * 25 + 1 and len(two) == len(one) - 2
+    inputs, targets = two[0]
+    earlier, now = one[0][0][:25], one[2][0]  # one's samples 0 and 2: two's input times t - dt and t
+    np.testing.assert_array_equal(inputs[:25], earlier)
+    np.testing.assert_array_equal(inputs[25:], now)
+    np.testing.assert_array_equal(targets, one[2][1])
+    np.testing.assert_array_equal(two.current(inputs[None])[0], now[:21])
+    assert two.time_index(0) == one.time_index(2) == 2 and two.input_names == one.input_names
+
+
+def test_a_rollout_with_two_input_times_shifts_them():
+    """The next inputs drop the oldest time and append the prediction with its forcing; static fields stay."""
+    import torch
+
+    from earthport.backends.torch.rollout import next_input, rollout
+
+    prognostic, forcing, static = 2, 1, 1
+    inputs = torch.arange(2 * (prognostic + forcing) + static, dtype=torch.float32).reshape(1, -1, 1, 1)
+    prediction, true_forcing = torch.full((1, 2, 1, 1), -1.0), torch.full((1, 1, 1, 1), -2.0)
+    shifted = next_input(prediction, inputs, true_forcing, history=2).flatten().tolist()
+    assert shifted == [3.0, 4.0, 5.0, -1.0, -1.0, -2.0, 6.0]
+
+    def newest(x):  # a "model" that persists the newest input time's prognostic channels, plus one
+        return x[:, 3:5] + 1
+
+    forcings = torch.zeros((1, 3, 1, 1, 1))
+    steps = rollout(newest, inputs, 3, forcings, history=2).flatten().tolist()
+    assert steps == [4.0, 5.0, 5.0, 6.0, 6.0, 7.0]
+
+
+@pytest.mark.mindspore
+def test_mindspore_shifts_input_times_as_torch():
+    pytest.importorskip("mindspore")
+    import mindspore as ms
+    import torch
+
+    from earthport.backends.mindspore import ops as mindspore_ops
+    from earthport.backends.torch.rollout import next_input
+
+    rng = np.random.default_rng(0)
+    shapes = ((2, 7, 3, 4), (2, 2, 3, 4), (2, 1, 3, 4))
+    inputs, prediction, forcing = (rng.standard_normal(s, np.float32) for s in shapes)
+    want = next_input(*(torch.from_numpy(a) for a in (prediction, inputs, forcing)), history=2).numpy()
+    got = mindspore_ops.next_input(*(ms.Tensor(a) for a in (prediction, inputs, forcing)), history=2).asnumpy()
+    np.testing.assert_array_equal(got, want)
+
+
 def test_pairs_never_bridge_a_gap():
     hours = np.array([0, 6, 12, 18, 24, 1000, 1006, 1012], dtype=np.int64) * 3600
     time = hours.astype("datetime64[s]")
@@ -57,23 +111,23 @@ def test_torch_loader_follows_epoch_order_and_resumes(atmosphere_dir):
     data = FcnDirectory(atmosphere_dir)
     pairs = SamplePairs(data.series("valid"), data.stats())
     order = epoch_order(len(pairs), epoch=1, seed=7)
-    batches = list(torch_loader(pairs, batch_size=4, epoch=1, seed=7))
+    batches = list(torch_loader(pairs, 4, Order(epoch=1, seed=7)))
     x, y = batches[0]
     assert x.shape == (4, 20, 16, 32) and y.shape == (4, 1, 20, 16, 32)
     np.testing.assert_array_equal(x[1].numpy(), pairs[int(order[1])][0])
-    resumed = list(torch_loader(pairs, batch_size=4, epoch=1, seed=7, skip=8))
+    resumed = list(torch_loader(pairs, 4, Order(epoch=1, seed=7, skip=8)))
     np.testing.assert_array_equal(resumed[0][0].numpy(), batches[2][0].numpy())
 
 
 @pytest.mark.mindspore
 def test_mindspore_dataset_gives_the_torch_batches(atmosphere_dir):
-    from earthport.data.mindspore_loader import mindspore_dataset
+    from earthport.backends.mindspore.loader import mindspore_dataset
 
     data = FcnDirectory(atmosphere_dir)
     pairs = SamplePairs(data.series("valid"), data.stats())
-    torch_batches = list(torch_loader(pairs, batch_size=5, epoch=2, seed=1, rank=1, world_size=2))
+    torch_batches = list(torch_loader(pairs, 5, Order(epoch=2, seed=1, rank=1, world_size=2)))
     ms_batches = list(
-        mindspore_dataset(pairs, batch_size=5, epoch=2, seed=1, rank=1, world_size=2).create_tuple_iterator(
+        mindspore_dataset(pairs, 5, Order(epoch=2, seed=1, rank=1, world_size=2)).create_tuple_iterator(
             output_numpy=True
         )
     )

@@ -53,8 +53,8 @@ def fcn_report():
 def test_fourcastnet_ops_map_to_adapters(fcn_report):
     ops = rows(fcn_report)
     assert ops["aten.fft_rfft2.default"]["status"] == "adapter"
-    assert "earthport.migrate.fft.RFFT2" in ops["aten.fft_rfft2.default"]["mindspore"]
-    assert "earthport.migrate.fft.IRFFT2" in ops["aten.fft_irfft2.default"]["mindspore"]
+    assert "earthport.models.layers.mindspore_fft.RFFT2" in ops["aten.fft_rfft2.default"]["mindspore"]
+    assert "earthport.models.layers.mindspore_fft.IRFFT2" in ops["aten.fft_irfft2.default"]["mindspore"]
     einsum = ops["aten.einsum.default"]
     assert einsum["status"] == "adapter" and "BatchMatMul" in einsum["mindspore"] and einsum["count"] == 16
     assert all(re.fullmatch(r"blocks\.\d\.filter", where) for where in einsum["where"])
@@ -63,7 +63,7 @@ def test_fourcastnet_ops_map_to_adapters(fcn_report):
     summary = fcn_report["summary"]
     assert summary["by_status"]["unknown"] == 0 and summary["by_status"]["missing"] == 0
     assert summary["verdict"].startswith("ready to port: 3 ops need adapters (provided)")
-    assert fcn_report["fft_adapter"]["module"] == "earthport.migrate.fft"
+    assert fcn_report["fft_adapter"]["module"] == "earthport.models.layers.mindspore_fft"
 
 
 def test_fourcastnet_default_differences(fcn_report):

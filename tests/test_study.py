@@ -12,8 +12,8 @@ import pytest
 
 from earthport import files
 from earthport.cli import main
+from earthport.optional import mindspore_available
 from earthport.report.study_report import headline_rmse
-from earthport.runtime.imports import mindspore_available
 from earthport.workflows.study import Stage, run_stage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,9 +35,9 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
     frameworks = ["torch", "mindspore"] if mindspore_available() else ["torch"]
     for framework in frameworks:
         for data in ("atmosphere", "ocean", "ostia"):
-            assert f"train {data} {framework}" in names and f"infer {data} {framework}" in names
-        assert f"bench {framework}" in names
-    assert ("verify" in names) == mindspore_available()
+            assert f"train fourcastnet {data} {framework}" in names and f"infer fourcastnet {data} {framework}" in names
+        assert f"bench fourcastnet {framework}" in names
+    assert ("verify fourcastnet" in names) == mindspore_available()
     page = (out / "report" / "index.html").read_text()
     sections = ("Study", "Headline skill: atmosphere", "Training efficiency", "Inference time", "Energy and efficiency",
                 "Loss curves per platform", "Accuracy per variable: ostia", "Parity")  # fmt: skip

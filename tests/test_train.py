@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from earthport.checkpoint import load_checkpoint
+from earthport.backends.torch.losses import masked_mse, relative_l2
 from earthport.cli import main
 from earthport.config import TrainConfig
 from earthport.errors import EarthportError
-from earthport.workflows.torch_losses import masked_mse, relative_l2
+from earthport.migrate.checkpoint_io import load_checkpoint
 from earthport.workflows.train import train
 
 QUICK = {"device": "cpu", "batch_size": 4, "max_train_samples": 16, "max_valid_samples": 8, "lr": 2e-3}
@@ -44,6 +44,25 @@ def test_resume_is_bitwise_equal_to_an_uninterrupted_run(atmosphere_dir, tmp_pat
     a = load_checkpoint(tmp_path / "whole" / "last.pt")["model_state"]
     b = load_checkpoint(tmp_path / "split" / "last.pt")["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(atmosphere_dir, tmp_path):
+    """Fine-tuning: the new run's first loss is the old run's model on the same batch, its optimizer is fresh, and
+    the record says where its weights came from; a different model size, or --resume with it, is refused."""
+    config = TrainConfig(max_epochs=2, patience=10, **QUICK)
+    first = train(config, atmosphere_dir, tmp_path / "pre", progress=False)
+    again = TrainConfig(max_epochs=1, patience=10, **QUICK)
+    tuned = train(again, atmosphere_dir, tmp_path / "tuned", progress=False, init_from=tmp_path / "pre" / "last.pt")
+    fresh = train(again, atmosphere_dir, tmp_path / "fresh", progress=False)
+    assert tuned["init_from"] == {"path": str(tmp_path / "pre" / "last.pt"), "source": "earthport"}
+    assert tuned["step_losses"][0] < fresh["step_losses"][0]  # a trained start
+    assert tuned["step_losses"][0] < first["step_losses"][0]
+    assert load_checkpoint(tmp_path / "tuned" / "last.pt")["state"]["step"] == 4  # its own steps, from zero
+    bigger = TrainConfig(max_epochs=1, patience=10, model_overrides={"embed_dim": 32}, **QUICK)
+    with pytest.raises(EarthportError, match="--init-from weights do not fit"):
+        train(bigger, atmosphere_dir, tmp_path / "bigger", progress=False, init_from=tmp_path / "pre" / "best.pt")
+    with pytest.raises(EarthportError, match="give one"):
+        train(again, atmosphere_dir, tmp_path / "tuned", resume=True, progress=False, init_from=tmp_path / "pre")
 
 
 def test_a_run_stopped_within_its_first_epoch_still_leaves_a_validated_best(atmosphere_dir, tmp_path):

@@ -120,7 +120,7 @@ def test_mindspore_run_resumes_in_torch(runs, atmosphere_dir, tmp_path):
 
 
 def test_cosine_schedule_equals_torch():
-    from earthport.workflows.schedule import CosineSchedule
+    from earthport.backends.mindspore.schedule import CosineSchedule
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=2e-3)
@@ -138,7 +138,7 @@ def test_cosine_schedule_equals_torch():
 def test_clipping_equals_torch():
     import mindspore as ms
 
-    from earthport.workflows.mindspore_ops import clip_grad_norm
+    from earthport.backends.mindspore.ops import clip_grad_norm
 
     rng = np.random.default_rng(0)
     grads = [rng.standard_normal(shape).astype(np.float32) for shape in [(3, 4), (5,), (2, 2, 2), (1,)]]
@@ -157,7 +157,8 @@ def test_clipping_equals_torch():
 def test_losses_equal_torch():
     import mindspore as ms
 
-    from earthport.workflows import mindspore_ops, torch_losses
+    from earthport.backends.mindspore import ops as mindspore_ops
+    from earthport.backends.torch import losses as torch_losses
 
     rng = np.random.default_rng(1)
     pred, target = rng.standard_normal((2, 3, 4, 5), np.float32), rng.standard_normal((2, 3, 4, 5), np.float32)
@@ -202,7 +203,7 @@ def test_inference_with_mindspore_checkpoints(runs, atmosphere_dir, tmp_path):
 def test_export_mindir_runs_like_the_cell(runs, tmp_path, capsys):
     import mindspore as ms
 
-    from earthport.workflows.infer_mindspore import read_mindspore_model
+    from earthport.migrate.checkpoints import load
 
     best = runs["root"] / "whole" / "best.ckpt"
     args = ["export", "--checkpoint", str(best), "--out", str(tmp_path / "fcn.mindir"), "--batch-size", "2"]
@@ -210,7 +211,7 @@ def test_export_mindir_runs_like_the_cell(runs, tmp_path, capsys):
     record = json.loads((tmp_path / "fcn.record.json").read_text())
     assert record["kind"] == "export" and record["input"]["shape"] == [2, 20, 16, 32]
     graph = ms.nn.GraphCell(ms.load(str(tmp_path / "fcn.mindir")))
-    cell, *_ = read_mindspore_model(best)
+    cell = load(best, "mindspore").module
     cell.set_train(False)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 20, 16, 32)).astype(np.float32))
     np.testing.assert_allclose(graph(x).asnumpy(), cell(x).asnumpy(), rtol=1e-6, atol=1e-6)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from earthport.checkpoint import FORMAT
 from earthport.cli import main
+from earthport.migrate.checkpoint_io import FORMAT
 from earthport.migrate.optimizer import neutral_to_torch_adamw, torch_adamw_to_neutral
 from earthport.migrate.weights import ConversionError, convert_state, rename, rename_all, spec_of
 from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
@@ -196,7 +196,7 @@ def test_grid_without_config_needs_img_size_unless_one_to_two(tmp_path, ms_modul
     torch.save(TorchFourCastNet(config).state_dict(), tmp_path / "square.pt")
     assert main(["convert", str(tmp_path / "square.pt"), str(tmp_path / "square.ckpt")]) == 2
     assert "--img-size" in capsys.readouterr().err
-    assert convert_file(tmp_path / "square.pt", tmp_path / "square.ckpt", img_size=(32, 32)).ok
+    assert convert_file(tmp_path / "square.pt", tmp_path / "square.ckpt", grid=(32, 32)).ok
 
 
 @pytest.mark.mindspore

@@ -1,22 +1,21 @@
 """What ``earthport bench`` measures, framework-free: the run's spec, the steps a framework builds, the inputs.
 
-``build_steps(spec)`` imports ``earthport.bench.<framework>_steps`` by name, so this module and whoever
-imports it never load a framework; only the worker process calls it.
+Each framework backend builds the steps (``bench_steps(spec)``, chosen by ``workflows.bench``), so this module
+and whoever imports it never load a framework; only the worker process does.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from earthport.config import FRAMEWORKS, PRECISIONS
+from earthport.config import DEVICES, FRAMEWORKS, MS_MODES, PRECISIONS
 from earthport.errors import EarthportError
+from earthport.models.base import ModelSpec
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
-DEVICES = ("auto", "cpu", "cuda", "npu")
-MS_MODES = ("graph", "pynative")
 # One year of 6-hourly fields: FourCastNet's sampling of ERA5 (its training set is 1979-2015, 37 such years).
 DEFAULT_DATASET_SIZE = 1460
 
@@ -27,7 +26,7 @@ class BenchSpec:
     labelled estimate (TDP x time); ``compile``: torch.compile (torch only); ``threads``: CPU threads (None:
     the framework's default); ``budget_s``: stop timing a phase after this many seconds of timed steps."""
 
-    model: str = "fourcastnet"
+    model: str = DEFAULT_MODEL
     preset: str = "tiny"
     framework: str = "torch"
     device: str = "auto"
@@ -100,17 +99,10 @@ class BenchSteps:
     reset_peak_memory: Callable[[], None]
 
 
-def random_batch(config: object, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed random (inputs [batch, in_chans, H, W], targets [batch, out_chans, H, W]) float32 for ``config``
-    (a model config with ``in_chans``, ``out_chans`` and ``img_size`` = (H, W)); the same in every framework."""
+def random_batch(spec: ModelSpec, config: object, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed random (inputs [batch, in, H, W], targets [batch, out, H, W]) float32 for the model ``spec`` with
+    ``config``; the same in every framework."""
     rng = np.random.default_rng(seed)
-    height, width = config.img_size
-    inputs = rng.standard_normal((batch_size, config.in_chans, height, width), dtype=np.float32)
-    targets = rng.standard_normal((batch_size, config.out_chans, height, width), dtype=np.float32)
+    inputs = rng.standard_normal(spec.input_shape(config, batch_size), dtype=np.float32)
+    targets = rng.standard_normal(spec.output_shape(config, batch_size), dtype=np.float32)
     return inputs, targets
-
-
-def build_steps(spec: BenchSpec) -> BenchSteps:
-    """``earthport.bench.<framework>_steps.build(spec)``: imports that framework (call it in the worker only)."""
-    module = importlib.import_module(f"earthport.bench.{spec.framework}_steps")
-    return module.build(spec)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from earthport.errors import EarthportError
-from earthport.records import timing_summary
+from earthport.records.record import timing_summary
 
 Step = Callable[[], object]
 Sync = Callable[[], None]

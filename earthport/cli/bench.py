@@ -11,6 +11,8 @@ from pathlib import Path
 
 from earthport.bench.steps import DEFAULT_DATASET_SIZE
 from earthport.cli.common import OVERWRITE, count, framework_arguments, positive_float, positive_int
+from earthport.config import DEVICES
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 
 def energy_estimate(text: str) -> float:
@@ -87,9 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", parents=[OVERWRITE], help="time and meter a model's inference and training steps; write a record"
     )
-    p.add_argument("--model", default="fourcastnet")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     p.add_argument("--preset", default="tiny", help="size preset: tiny, small or paper (default tiny)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"], help="cuda also means ROCm")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="cuda also means ROCm")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--repeats", type=positive_int, default=20, help="timed steps per phase (default 20)")

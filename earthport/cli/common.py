@@ -8,6 +8,8 @@ import math
 
 import yaml
 
+from earthport.config import MS_MODES
+
 QUIET = argparse.ArgumentParser(add_help=False)
 QUIET.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 OVERWRITE = argparse.ArgumentParser(add_help=False)
@@ -65,7 +67,7 @@ def names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def img_size(text: str) -> tuple[int, int]:
+def grid_size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().replace("x", ",").split(","))
     except ValueError:
@@ -105,5 +107,5 @@ def json_object(text: str) -> dict:
 
 def framework_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
     p.add_argument("--framework", choices=["torch", "mindspore"], default=default, help="default torch")
-    p.add_argument("--ms-mode", choices=["graph", "pynative"], default=None if default is None else "graph",
+    p.add_argument("--ms-mode", choices=MS_MODES, default=None if default is None else "graph",
                    help="MindSpore: compile the step to a graph (default) or run op by op")  # fmt: skip

@@ -89,6 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="generate, convert, inspect and prepare data sets").add_subparsers(
         dest="data_command", required=True
     )
+    _register_making(data)
+    _register_reading(data)
+    _register_evaluate(sub)
+
+
+def _register_making(data: argparse._SubParsersAction) -> None:
+    """``data generate | convert | regrid``: commands that write a data set."""
     p = data.add_parser(
         "generate", parents=[QUIET, OVERWRITE], help="generated data with learnable dynamics, FourCastNet layout"
     )
@@ -110,11 +117,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], required=True)
     p.add_argument("--channels", type=names, help="comma-separated channels to keep, e.g. z500,t850,u10")
     p.set_defaults(func=cmd_convert)
-    p = data.add_parser("stats", parents=[QUIET], help="recompute means, stds and climatology in one streaming pass")
-    p.add_argument("data", type=Path)
-    p.add_argument("--split", default="train", choices=["train", "valid", "test"])
-    p.add_argument("--chunk", type=positive_int, default=8, help="time steps per read")
-    p.set_defaults(func=cmd_stats)
     p = data.add_parser(
         "regrid", parents=[QUIET, OVERWRITE], help="NaN-aware conservative regridding to a regular grid"
     )
@@ -125,6 +127,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], default="fcn")
     p.add_argument("--channels", type=names)
     p.set_defaults(func=cmd_regrid)
+
+
+def _register_reading(data: argparse._SubParsersAction) -> None:
+    """``data stats | info | sample``."""
+    p = data.add_parser("stats", parents=[QUIET], help="recompute means, stds and climatology in one streaming pass")
+    p.add_argument("data", type=Path)
+    p.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    p.add_argument("--chunk", type=positive_int, default=8, help="time steps per read")
+    p.set_defaults(func=cmd_stats)
     p = data.add_parser("info", parents=[QUIET], help="layout, channels, grid, times and masks of a data set")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
@@ -134,6 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=["ostia"])
     p.add_argument("--out", type=Path, help="default: $EARTHPORT_DATA/NAME (~/.cache/earthport/NAME)")
     p.set_defaults(func=cmd_sample)
+
+
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", parents=[QUIET, OVERWRITE], help="score baseline forecasts per channel and lead (RMSE, ACC)"
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from earthport.cli.common import OVERWRITE, QUIET, img_size, json_object, positive_float, positive_int, shape
+from earthport.cli.common import OVERWRITE, QUIET, grid_size, json_object, positive_float, positive_int, shape
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 
 def cmd_convert_weights(args: argparse.Namespace) -> None:
     from earthport.migrate.convert import convert_file
 
-    report = convert_file(args.src, args.dst, model=args.model, img_size=args.img_size, to=args.to,
+    report = convert_file(args.src, args.dst, model=args.model, grid=args.grid, to=args.to,
                           overwrite=args.overwrite)  # fmt: skip
     print(report.summary())
     print(f"wrote {args.dst}, {args.dst}.report.json and {args.dst}.report.md")
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify", parents=[QUIET, OVERWRITE], help="prove PyTorch/MindSpore parity: outputs, gradients, losses, skill"
     )
-    p.add_argument("--model", default="fourcastnet")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", help="FourCastNet-layout data (default: generated on the preset's grid under OUT/data)")
@@ -82,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", type=Path, help="torch .pt/.pth/.tar/.ckpt, safetensors, or MindSpore .ckpt")
     p.add_argument("dst", type=Path, help=".ckpt/.safetensors (MindSpore unless --to torch) or .pt/.pth (torch)")
-    p.add_argument("--model", help="model name (default: as recorded in SRC, else fourcastnet)")
-    p.add_argument("--img-size", type=img_size, help="H,W of a checkpoint without config (default: a 1:2 grid)")
+    p.add_argument("--model", help="model name (default: as SRC records, else the model whose original format SRC is)")
+    p.add_argument("--grid", "--img-size", dest="grid", type=grid_size,
+                   help="H,W: the grid of a checkpoint without config (default: what its model assumes)")
     p.add_argument("--to", choices=["torch", "mindspore"], help="target framework (default from DST's extension)")
     p.set_defaults(func=cmd_convert_weights)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from earthport.cli.common import OVERWRITE, QUIET, count, framework_arguments, positive_float, positive_int, setting
+from earthport.config import DEVICES
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -15,7 +17,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from earthport.models import registry
     from earthport.workflows.train import train
 
-    model_fields = [f.name for f in fields(registry.config_class(args.model or "fourcastnet"))]
+    model_fields = [f.name for f in fields(registry.spec(args.model or registry.DEFAULT).config)]
     patience = None if args.epochs is None else args.epochs + 1  # --epochs N: exactly N epochs, no early stop
     max_epochs = args.max_epochs if args.epochs is None else args.epochs
     config = load_train_config(
@@ -25,7 +27,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         framework=args.framework, ms_mode=args.ms_mode,
     )  # fmt: skip
     record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
-                   overwrite=args.overwrite)  # fmt: skip
+                   overwrite=args.overwrite, init_from=args.init_from)  # fmt: skip
     print(
         f"{record['stop_reason']} after {record['epochs']} epochs ({record['train_seconds']:.0f} s); "
         f"best validation loss {record['best_valid_loss']} at epoch {record['best_epoch']}; "
@@ -71,7 +73,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from earthport.workflows.export import export_mindir
+    from earthport.backends.mindspore.export import export_mindir
 
     record = export_mindir(args.checkpoint, args.out, batch_size=args.batch_size, device=args.device,
                            overwrite=args.overwrite)  # fmt: skip
@@ -86,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
     p.add_argument("--steps", type=positive_int, required=True, help="model steps to roll out")
     p.add_argument("--out", type=Path, required=True, help="forecast file: .nc (netCDF) or .zarr")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"], help="cuda also means ROCm")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="cuda also means ROCm")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--max-inits", type=positive_int, default=8, help="at most this many initial times (default 8)")
@@ -102,10 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="MindSpore .ckpt/.safetensors or earthport .pt")
     p.add_argument("--out", type=Path, required=True, help="the .mindir file to write")
     p.add_argument("--batch-size", type=positive_int, default=1, help="batch size fixed in the graph (default 1)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "npu"])
+    p.add_argument("--device", default="cpu", choices=DEVICES)
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("train", parents=[QUIET, OVERWRITE], help="train a model to convergence (resumable)")
-    p.add_argument("--model", help="model name (default fourcastnet)")
+    p.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
     p.add_argument("--preset", help="size preset: tiny, small or paper (default tiny)")
     p.add_argument("--data", required=True, help="FourCastNet-layout directory or a built-in name (ostia)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config, record)")
@@ -116,10 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=positive_float, help="seconds of training before stopping")
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "npu"])
+    p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.* of most steps)")
+    p.add_argument("--init-from", type=Path, metavar="CKPT",
+                   help="start a new run from CKPT's weights (fine-tuning; optimizer and schedule start afresh)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in total (resumable)")
     framework_arguments(p, None)
     p.set_defaults(func=cmd_train)

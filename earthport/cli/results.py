@@ -24,7 +24,7 @@ def _printable(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from earthport import results
+    from earthport.records import index as results
     from earthport.report.console import print_frame
 
     filters = {"framework": args.framework, "model": args.model, "device_name": args.device}
@@ -33,7 +33,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from earthport import results
+    from earthport.records import index as results
     from earthport.report.console import stdout
 
     run = results.get(args.id)
@@ -42,14 +42,15 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from earthport import results
+    from earthport.records import index as results
     from earthport.report.console import print_frame
 
     print_frame(_printable(results.compare(args.ids, args.metric)), title="runs side by side")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from earthport import files, results
+    from earthport import files
+    from earthport.records import index as results
 
     files.check_output(args.file, args.overwrite)
     count = results.export(args.file, kind=args.kind, framework=args.framework)
@@ -57,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> None:
-    from earthport import results
+    from earthport.records import index as results
 
     counts = results.rebuild(args.roots or None)
     kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts["by_kind"].items())) or "none"
@@ -69,8 +70,8 @@ def cmd_rebuild(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from earthport import results
     from earthport.metrics import to_markdown
+    from earthport.records import index as results
     from earthport.report import efficiency
     from earthport.report.console import print_frame
 
@@ -87,7 +88,7 @@ def cmd_table(args: argparse.Namespace) -> None:
 
 
 def _where() -> Path:
-    from earthport.results import index_path
+    from earthport.records.index import index_path
 
     return index_path()
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from earthport.cli.bench import energy_estimate
 from earthport.cli.common import OVERWRITE, QUIET, names
+from earthport.config import DEVICES
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -16,7 +18,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     record = run_study(args.out, preset=args.preset, frameworks=args.frameworks, device=args.device,
                        scale=args.scale, tdp_watts=args.energy_estimate, progress=not args.quiet,
-                       overwrite=args.overwrite)  # fmt: skip
+                       overwrite=args.overwrite, models=args.models)  # fmt: skip
     for name, table in headline_rmse(args.out).items():
         print_frame(table, title=f"{name}: RMSE on the test years (ACC and plots in the report)")
     for framework, reason in record["skipped_frameworks"].items():
@@ -40,8 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/study"))
     p.add_argument("--preset", default="tiny", help="model size preset (default tiny)")
+    p.add_argument("--models", type=names, help=f"comma-separated model names (default {DEFAULT_MODEL})")
     p.add_argument("--frameworks", type=names, help="comma-separated (default: every framework installed)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "npu"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--scale", default="full", choices=["full", "quick"], help="quick: minutes, for checks only")
     p.add_argument("--energy-estimate", type=energy_estimate, metavar="tdp=WATTS",
                    help="benches add TDP x time, labelled as an estimate (for machines without a meter)")  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 
 import h5py
 import numpy as np
@@ -123,18 +124,21 @@ class _YearWriter(contextlib.ExitStack):
         if self.file is None:
             return
         self.file = None
+        assert self.year is not None  # set by _open with the file
         if self.written != self.counts[self.year]:
             raise DataError(self.path, f"{self.written} of {self.counts[self.year]} steps written; left incomplete")
         self.target.close()
 
-    def __exit__(self, *exc: object) -> bool:
-        if exc[0] is None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> bool | None:
+        if exc_type is None:
             try:
                 self.close()
             except BaseException as err:
                 super().__exit__(type(err), err, err.__traceback__)
                 raise
-        return super().__exit__(*exc)
+        return super().__exit__(exc_type, exc, traceback)
 
 
 def _years_by_split(years: np.ndarray, split_of_year: Callable[[int], str]) -> dict[str, list[int]]:

@@ -80,10 +80,10 @@ def _look(name: str, lat: np.ndarray, rng: np.random.Generator) -> ChannelLook:
     decay = float(np.exp(-(level or 0.0) / 60.0)) if depth else 1.0
     zero = np.zeros_like(lat)
     if variable in ("t2m", "t"):
-        height_drop = 0.0 if variable == "t2m" else min(60.0, 6.5 * 7.4 * np.log(1000.0 / level))
+        height_drop = 0.0 if variable == "t2m" else min(60.0, 6.5 * 7.4 * np.log(1000.0 / _pressure(name, level)))
         return ChannelLook(250 + 50 * c - height_drop, -12 * s, 4.0, loadings, diurnal=5.0 if name == "t2m" else 0.0)
     if variable == "z":
-        z_km = 7.4 * np.log(1000.0 / level)  # scale-height approximation
+        z_km = 7.4 * np.log(1000.0 / _pressure(name, level))  # scale-height approximation
         return ChannelLook(9.81 * 1000 * z_km + 2000 * c, -800 * s, 800.0 * (1 + z_km / 10), loadings)
     if variable in ("u10", "v10", "u", "v"):
         jet = 25 * np.exp(-(((np.abs(lat) - 40) / 12) ** 2)) - 6 * c**8 if variable.startswith("u") else zero
@@ -104,6 +104,13 @@ def _look(name: str, lat: np.ndarray, rng: np.random.Generator) -> ChannelLook:
     if variable == "zos":
         return ChannelLook(0.6 * c**2 - 0.3, 0.05 * s, 0.1, loadings)
     return ChannelLook(zero, zero, 1.0, loadings)
+
+
+def _pressure(name: str, level: float | None) -> float:
+    """The level (hPa) of a pressure-level channel; a bare "t" or "z" has none (TypeError, as dividing by None was)."""
+    if level is None:
+        raise TypeError(f"channel {name!r} names no pressure level")
+    return level
 
 
 @dataclass
@@ -230,6 +237,7 @@ class GeneratedSeries:
         out = np.empty(self.meta.shape, np.float32)
         for rows, flow in ((~self.ocean_driven, self.atmosphere), (self.ocean_driven, self.ocean)):
             if rows.any():  # one matrix product for all channels that share these latents
+                assert flow is not None  # only the ocean kind has ocean-driven rows, and it has an ocean flow
                 latents = flow.fields().astype(np.float32).reshape(LATENTS, -1)
                 out[rows] = (self.loadings[rows] @ latents).reshape(-1, height, width)
         out += (self.means + self.seasonal * np.float32(season))[:, :, None]

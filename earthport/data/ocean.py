@@ -138,8 +138,10 @@ def _check_alike(files: list[OceanFile]) -> None:
         same = [np.array_equal(a, b) for a, b in ((f.grid.lat, first.grid.lat), (f.grid.lon, first.grid.lon))]
         if not all(same):
             raise DataError(f.path, f"grid {f.grid.lat.size} x {f.grid.lon.size} differs from {first.path}'s")
+    if deep is None or deep.depth is None:  # no file has depths
+        return
     for f in files:
-        if deep is not None and f.depth is not None and not np.array_equal(f.depth, deep.depth):
+        if f.depth is not None and not np.array_equal(f.depth, deep.depth):
             raise DataError(f"{f.path}:depth", f"depths {f.depth.tolist()} differ from {deep.path}'s")
 
 
@@ -287,7 +289,7 @@ def _define(nc: netCDF4.Dataset, meta: Metadata, naming: str, depth: list[float]
     for variable in layout:
         dims = ("time", "depth", *horizontal) if OCEAN_VARIABLES[variable][2] else ("time", *horizontal)
         chunks = (1, len(depth), height, width) if len(dims) == 4 else (1, height, width)
-        attrs = {"units": units_of(variable)}
+        attrs: dict[str, object] = {"units": units_of(variable)}
         if naming == "hycom":
             fill = np.int16(HYCOM_FILL)
             var = nc.createVariable(_disk_name(variable, naming), "i2", dims, fill_value=fill, chunksizes=chunks)

@@ -2,7 +2,8 @@
 
 ``SamplePairs`` turns a ``FieldSeries`` into random-access samples:
 
-    inputs  [in_channel, lat, lon]        prognostic + forcing channels at time t, then static fields
+    inputs  [in_channel, lat, lon]        prognostic + forcing channels at t - (history - 1) dt, ..., t - dt, t
+                                          (oldest first, one block per input time), then static fields
     targets [steps, out_channel + forcing, lat, lon]  prognostic, then forcing channels at t + dt, t + 2 dt, ...
 
 The loss uses the prognostic part of the targets; the forcing part feeds multi-step rollouts.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,11 +42,12 @@ class SamplePairs:
         steps: int = 1,
         static: dict[str, np.ndarray] | None = None,
         rows: int | None = None,
+        history: int = 1,
     ):
-        if dt < 1 or steps < 1:
-            raise DataError("samples", f"dt and steps must be >= 1, got dt={dt}, steps={steps}")
+        if dt < 1 or steps < 1 or history < 1:
+            raise DataError("samples", f"dt, steps and history must be >= 1, got {dt}, {steps}, {history}")
         meta = series.meta
-        self.series, self.dt, self.steps = series, dt, steps
+        self.series, self.dt, self.steps, self.history = series, dt, steps, history
         self.rows = rows or meta.shape[1]  # keep the northern ``rows`` rows (NVlabs crops 721 -> 720)
         self.lat = meta.lat[: self.rows]
         self.prognostic = meta.indices(meta.with_role("prognostic"))
@@ -59,11 +62,11 @@ class SamplePairs:
         self.std = stats.stds[0].astype(np.float32)
         self.static_names = list(static or {})
         self.static = _normalised_static(static or {}, meta.shape[1:])[:, : self.rows]
-        self.starts = valid_starts(series.time, meta.time_step_hours, dt * steps)
+        self.starts = valid_starts(series.time, meta.time_step_hours, dt * (steps + history - 1))
 
     @property
     def in_channels(self) -> int:
-        return len(self.prognostic) + len(self.forcing) + len(self.static)
+        return self.history * (len(self.prognostic) + len(self.forcing)) + len(self.static)
 
     @property
     def out_channels(self) -> int:
@@ -71,6 +74,7 @@ class SamplePairs:
 
     @property
     def input_names(self) -> list[str]:
+        """The channels of one input time, then the static fields (each input time repeats the first part)."""
         names = self.series.meta.names
         return [names[i] for i in self.prognostic + self.forcing] + self.static_names
 
@@ -79,21 +83,38 @@ class SamplePairs:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(inputs [in_channel, lat, lon], targets [steps, out_channel + forcing, lat, lon]), float32."""
-        block = self._window(index)
-        state = block[0, self.prognostic + self.forcing]
+        block, now = self._window(index), self._now
+        channels = self.prognostic + self.forcing
+        state = block[: now + 1 : self.dt, channels].reshape(-1, *block.shape[2:])  # the input times, stacked
         inputs = np.concatenate([state, self.static]) if len(self.static) else state
-        targets = block[self.dt :: self.dt][:, self.prognostic + self.forcing]
+        targets = block[now + self.dt :: self.dt][:, channels]
         return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
 
     def forcings(self, index: int) -> np.ndarray:
         """Normalised forcing channels at t + dt, ..., t + steps dt: [steps, forcing, lat, lon] (for rollouts)."""
         block = self._window(index)
-        return np.ascontiguousarray(block[self.dt :: self.dt][:, self.forcing])
+        return np.ascontiguousarray(block[self._now + self.dt :: self.dt][:, self.forcing])
+
+    def current(self, inputs: np.ndarray) -> np.ndarray:
+        """The prognostic channels at time t of (batched) inputs [..., in_channel, lat, lon]: [..., out, lat, lon]."""
+        first = (self.history - 1) * (len(self.prognostic) + len(self.forcing))
+        return inputs[..., first : first + self.out_channels, :, :]
+
+    @property
+    def _now(self) -> int:
+        """The index of time t in a window."""
+        return (self.history - 1) * self.dt
+
+    def time_index(self, index: int) -> int:
+        """The series index of sample ``index``'s time t (its latest input time)."""
+        return int(self.starts[index]) + self._now
 
     def _window(self, index: int) -> np.ndarray:
-        """Normalised fields t .. t + steps * dt of sample ``index``: [steps * dt + 1, channel, rows, lon]."""
-        t = int(self.starts[index])
-        return self.normalise(self.series.read(t, t + self.dt * self.steps + 1)[:, :, : self.rows])
+        """Normalised fields t - (history - 1) dt .. t + steps dt of sample ``index``:
+        [(steps + history - 1) dt + 1, channel, rows, lon]."""
+        first = int(self.starts[index])
+        span = self.dt * (self.steps + self.history - 1)
+        return self.normalise(self.series.read(first, first + span + 1)[:, :, : self.rows])
 
     def normalise(self, fields: np.ndarray) -> np.ndarray:
         """[..., channel, rows, lon] physical -> z-scores; masked cells stay 0."""
@@ -156,3 +177,22 @@ def epoch_order(
     per_rank = -(-n // world_size) if n else 0
     padded = np.resize(order, per_rank * world_size) if n else order
     return padded[rank::world_size]
+
+
+@dataclass(frozen=True)
+class Order:
+    """Which samples a loader yields in an epoch: ``epoch_order``'s arguments, less the first ``skip`` (a resumed
+    run continues mid-epoch). Both frameworks' loaders take one, so their batches are the same."""
+
+    epoch: int = 0
+    seed: int = 0
+    shuffle: bool = True
+    rank: int = 0
+    world_size: int = 1
+    skip: int = 0
+
+    def indices(self, n: int) -> np.ndarray:
+        return epoch_order(n, self.epoch, self.seed, self.shuffle, self.rank, self.world_size)[self.skip :]
+
+
+SHUFFLED = Order()  # epoch 0, seed 0, shuffled, one rank: the loaders' default

@@ -155,7 +155,7 @@ def _chunks(series: FieldSeries, layout: dict[str, list[int]], chunk: int) -> It
 
 def _attrs(meta: Metadata, variable: str, slots: list[int], levels: list[int]) -> dict:
     channel = meta.channels[next(c for c in slots if c >= 0)]
-    attrs = {"units": channel.units, "long_name": channel.long_name or variable.replace("_", " ")}
+    attrs: dict[str, object] = {"units": channel.units, "long_name": channel.long_name or variable.replace("_", " ")}
     if variable in _LEVEL_SHORT and min(slots) < 0:
         attrs[VALID_LEVELS] = [lev for lev, c in zip(levels, slots, strict=True) if c >= 0]
     return attrs

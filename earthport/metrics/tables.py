@@ -89,11 +89,15 @@ class LeadScorer:
         self.mse: list[list[np.ndarray]] = [[] for _ in self.lead_hours]
         self.acc: list[list[np.ndarray]] = [[] for _ in self.lead_hours]
 
-    def add(self, lead: int, forecast: np.ndarray, truth: np.ndarray, clim: np.ndarray, mask=None) -> None:
+    def add(
+        self, lead: int, forecast: np.ndarray, truth: np.ndarray, clim: np.ndarray, mask: np.ndarray | None = None
+    ) -> None:
         """forecast, truth: [..., channel, lat, lon] at lead index ``lead``; clim broadcastable to them."""
-        kwargs = {"lat": self.lat, "mask": self.mask if mask is None else mask, "weighting": self.weighting}
-        self.mse[lead].append(mse(forecast, truth, **kwargs).reshape(-1, len(self.channels)))
-        self.acc[lead].append(acc_samples(forecast, truth, clim, **kwargs).reshape(-1, len(self.channels)))
+        mask = self.mask if mask is None else mask
+        scores = mse(forecast, truth, lat=self.lat, mask=mask, weighting=self.weighting)
+        self.mse[lead].append(scores.reshape(-1, len(self.channels)))
+        accs = acc_samples(forecast, truth, clim, lat=self.lat, mask=mask, weighting=self.weighting)
+        self.acc[lead].append(accs.reshape(-1, len(self.channels)))
 
     def table(self, convention: str = "wb2") -> pd.DataFrame:
         """One row per (channel, lead) with columns ``forecast, channel, [units,] lead_hours, rmse, acc``."""
@@ -104,7 +108,7 @@ class LeadScorer:
         rows = []
         for c, channel in enumerate(self.channels):
             for lead, hours in enumerate(self.lead_hours):
-                row = {"forecast": self.name, "channel": channel}
+                row: dict[str, object] = {"forecast": self.name, "channel": channel}
                 if self.units is not None:
                     row["units"] = self.units[c]
                 row.update(lead_hours=hours, rmse=rmses[lead][c], acc=accs[lead][c])

@@ -19,6 +19,8 @@ Parameters (``exp_avg.<name>``, ``exp_avg_sq.<name>``, ``state_step``) with the 
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +31,11 @@ from earthport import files
 from earthport.errors import DataError
 from earthport.migrate.optimizer import split_optimizer_tensors
 from earthport.migrate.transfer import tensor_to_numpy
-from earthport.runtime.imports import MissingDependency
+from earthport.optional import MissingDependency
 
 META_KEYS = ("framework", "model", "config", "kind", "extra", "optimizer")
 CKPT_PREFIX = "earthport_"
+FORMAT = "earthport-checkpoint/1"  # earthport's torch checkpoints: a dict of plain data and tensors with this
 MODEL_KEYS = ("format", "model", "config", "model_state", "optimizer")
 MINDSPORE_NAMES = (".gamma", ".beta", ".moving_mean", ".moving_variance", ".embedding_table")
 
@@ -60,7 +63,7 @@ def detect(path: Path) -> str:
     if path.is_dir():
         raise DataError(path, "is a folder, expected a weight file (e.g. RUN/best.pt)")
     if not path.is_file():
-        raise DataError(path, "weight file not found")
+        raise DataError(path, "checkpoint not found")
     size = path.stat().st_size
     if size == 0:
         raise DataError(path, "is empty (0 bytes): truncated, or its writing never finished")
@@ -84,7 +87,7 @@ def read_extra(path: str | Path) -> dict:
     path = Path(path)
     container = detect(path)
     if container == "torch":
-        from earthport.checkpoint import load_checkpoint
+        from earthport.migrate.checkpoint_io import load_checkpoint
 
         return _json_extras(load_checkpoint(path, mmap=True), [])
     if container == "safetensors":
@@ -109,8 +112,6 @@ def read_weights(path: str | Path) -> WeightsFile:
 
 
 def _read_torch(path: Path) -> WeightsFile:
-    from earthport.checkpoint import is_earthport, load_checkpoint
-
     payload = load_checkpoint(path)
     if is_earthport(payload):
         out = WeightsFile(path, "torch", "torch", _numpy(path, payload.get("model_state")), kind="earthport")
@@ -207,7 +208,7 @@ def _read_mindspore_ckpt(path: Path) -> WeightsFile:
 
 def _load_ckpt(path: Path, metadata_only: bool = False) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """(earthport metadata, tensors) of a MindSpore .ckpt; ``metadata_only``: no tensor is converted."""
-    from earthport.runtime.imports import import_mindspore
+    from earthport.optional import import_mindspore
 
     ms = import_mindspore()
     chosen = (lambda name: name.startswith(CKPT_PREFIX)) if metadata_only else None
@@ -242,7 +243,7 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str
 def write_mindspore_ckpt(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
     """A MindSpore protobuf checkpoint; ``ms.load_checkpoint`` returns the tensors as Parameters and the metadata
     as ``earthport_<key>`` strings."""
-    from earthport.runtime.imports import import_mindspore
+    from earthport.optional import import_mindspore
 
     ms = import_mindspore()
     items = [{"name": name, "data": ms.Tensor(np.array(value, copy=True))} for name, value in tensors.items()]
@@ -255,3 +256,46 @@ def write_torch(path: Path, payload: dict) -> None:
     import torch
 
     files.atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """torch.save through a temporary and a rename (``earthport.files``): never half a checkpoint."""
+    import torch
+
+    files.atomic_write(Path(path), lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
+
+
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """The checkpoint's dict on the CPU; a DataError naming the file when it is missing, empty, truncated,
+    unreadable, or another format (told by its content, not its name: a MindSpore .ckpt, safetensors).
+    ``mmap``: tensors are mapped, not read (for the plain entries of a large file)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "checkpoint not found")
+    container = detect(path)
+    if container != "torch":
+        kind = "a MindSpore checkpoint (protobuf)" if container == "mindspore-ckpt" else "a safetensors file"
+        raise DataError(
+            path, f"is {kind}, not a PyTorch checkpoint: convert it with `earthport convert {path} "
+            f"{path.with_suffix('.pt')}` (`earthport infer --framework mindspore` reads it as it is)"
+        )  # fmt: skip
+    if not zipfile.is_zipfile(path) and _head(path) == b"PK":
+        raise DataError(path, "truncated PyTorch checkpoint (the end of its zip archive is missing)")
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:
+        raise DataError(path, f"cannot be read as a PyTorch checkpoint, damaged or truncated? ({err})") from None
+    if not isinstance(payload, dict):
+        raise DataError(path, f"holds a {type(payload).__name__}, expected a dict (a state dict or a checkpoint)")
+    return payload
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(2)
+
+
+def is_earthport(payload: dict) -> bool:
+    return payload.get("format") == FORMAT

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,9 @@ import numpy as np
 
 from earthport import files
 from earthport.checks import require_finite
-from earthport.errors import EarthportError
+from earthport.errors import ConfigError, EarthportError
 from earthport.migrate import checkpoint_io as io
+from earthport.migrate.checkpoints import foreign_spec
 from earthport.migrate.optimizer import (
     STEP,
     OptimizerStateError,
@@ -32,6 +32,7 @@ from earthport.migrate.optimizer import (
 from earthport.migrate.transfer import expected_mindspore, expected_torch
 from earthport.migrate.weights import ConversionError, ConversionReport, convert_state, rename_all
 from earthport.models import registry
+from earthport.models.base import ModelSpec
 
 SUFFIXES = {".ckpt": "mindspore", ".safetensors": "mindspore", ".pt": "torch", ".pth": "torch", ".tar": "torch"}
 
@@ -50,7 +51,7 @@ def target_framework(dst: Path, to: str | None) -> str:
 
 
 def convert_file(
-    src: str | Path, dst: str | Path, model: str | None = None, img_size: tuple[int, int] | None = None,
+    src: str | Path, dst: str | Path, model: str | None = None, grid: tuple[int, int] | None = None,
     to: str | None = None, overwrite: bool = False,
 ) -> ConversionReport:  # fmt: skip
     """Convert ``src`` to ``dst`` (see the module docstring); returns the report, or raises ConversionError
@@ -71,13 +72,13 @@ def convert_file(
         raise EarthportError(f"{src} already holds {target} weights; nothing to convert (give --to for the other side)")
     if source.extra.pop("rng", None) is not None:
         notes.append("not converted: rng (each framework's random generators have their own state)")
-    name = _model_name(source, model)
-    config = _config(name, source, img_size, notes)
-    torch_net = _build(registry.torch_module(name), config, src) if target == "torch" or source.optimizer else None
+    spec = _model(source, model)
+    name, config = spec.name, _config(spec, source, grid, notes)
+    torch_net = _build(spec.torch_class(), config, src) if target == "torch" or source.optimizer else None
     if target == "torch":
         expected = expected_torch(torch_net)
     else:
-        expected = expected_mindspore(_build(registry.mindspore_module(name), config, src, lazy=True))
+        expected = expected_mindspore(_build(spec.mindspore_class(), config, src, lazy=True))
     direction = "torch_to_mindspore" if target == "mindspore" else "mindspore_to_torch"
     try:
         converted, report = convert_state(source.state, name, direction, expected)
@@ -112,45 +113,35 @@ def _build(cls: Any, config: Any, src: Path, lazy: bool = False) -> Any:
         raise EarthportError(f"{src}: cannot build {cls.__module__}.{cls.__name__} from {config} ({err})") from None
 
 
-def _model_name(source: io.WeightsFile, model: str | None) -> str:
+def _model(source: io.WeightsFile, model: str | None) -> ModelSpec:
+    """The file's model, the one asked for, or the model whose original format the tensor names are."""
     if model and source.model and model != source.model:
         raise EarthportError(f"{source.path} holds a {source.model!r} model, not {model!r}")
-    name = model or source.model or "fourcastnet"
-    registry.entry(name)
-    return name
+    if model or source.model:
+        return registry.spec(model or source.model)  # type: ignore[arg-type]
+    return foreign_spec(source.path, source)
 
 
-def _config(name: str, source: io.WeightsFile, img_size: tuple[int, int] | None, notes: list[str]) -> Any:
-    """The file's config, else (FourCastNet) one read off the shapes with ``img_size`` or an assumed 1:2 grid."""
-    cls = registry.config_class(name)
+def _config(spec: ModelSpec, source: io.WeightsFile, grid: tuple[int, int] | None, notes: list[str]) -> Any:
+    """The file's config, else one read off the shapes by the model's foreign reader with ``grid`` (or the
+    grid the reader assumes)."""
     if source.config is not None:
-        config = cls.from_dict(source.config)
-        if img_size is not None and tuple(img_size) != tuple(config.img_size):
-            raise EarthportError(f"{source.path} records img_size {config.img_size}, not the {img_size} given")
+        config = spec.build_config(source.config, source.path)
+        if grid is not None and tuple(grid) != tuple(spec.grid(config)):
+            raise EarthportError(f"{source.path} records grid {spec.grid(config)}, not the {grid} given")
         notes.append(f"config as recorded in {source.path.name}")
         return config
-    if name != "fourcastnet":
-        raise EarthportError(f"{source.path}: no config recorded and none can be read off {name} tensor shapes")
-    from earthport.models.fourcastnet.nvlabs import config_from_state
-
-    if img_size is None and {"pos_embed", "patch_embed.proj.weight"} <= source.state.keys():
-        img_size = _one_to_two(source)
-        notes.append(f"img_size {img_size} assumed from pos_embed (a 1:2 grid, as every FourCastNet's)")
-    config = config_from_state(source.state, img_size)
-    notes.append("config read off the tensor shapes; sparsity_threshold and hard_thresholding_fraction are NVlabs'")
+    if spec.foreign is None:
+        raise EarthportError(f"{source.path}: no config recorded and none can be read off {spec.name} tensor shapes")
+    try:
+        if grid is None and (assumed := spec.foreign.assumed_grid(source.state)) is not None:
+            grid, note = assumed
+            notes.append(note)
+        config = spec.foreign.config(source.state, grid)
+    except ConfigError as err:
+        raise EarthportError(f"{source.path}: {err}") from None
+    notes.append(f"config read off the tensor shapes by the {spec.foreign.name} reader")
     return config
-
-
-def _one_to_two(source: io.WeightsFile) -> tuple[int, int]:
-    tokens = int(source.state["pos_embed"].shape[1])
-    patch = int(source.state["patch_embed.proj.weight"].shape[-1])
-    rows = math.isqrt(tokens // 2)
-    if 2 * rows * rows != tokens:
-        raise EarthportError(
-            f"{source.path}: pos_embed holds {tokens} patches of {patch} x {patch}, not an h x 2h grid; "
-            "give the grid with --img-size H,W"
-        )
-    return rows * patch, 2 * rows * patch
 
 
 def _neutral(source: io.WeightsFile, name: str, torch_net: Any, notes: list[str]) -> dict:
@@ -190,12 +181,11 @@ def _write(
         return
     import torch
 
-    from earthport.checkpoint import FORMAT
 
     state = {key: torch.from_numpy(np.array(value, copy=True)) for key, value in converted.items()}
     payload: dict = {"model_state": state, "model": name, "config": config}
     if source.kind == "earthport":
-        payload = {"format": FORMAT, **payload, **source.extra}
+        payload = {"format": io.FORMAT, **payload, **source.extra}
     if neutral is not None:
         payload["optimizer"] = neutral_to_torch_adamw(neutral, param_names)
     io.write_torch(dst, payload)

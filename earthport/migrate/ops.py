@@ -1,8 +1,9 @@
 """The op map: each ATen op a ``torch.export`` graph can hold -> its MindSpore counterpart, status and probe.
 
-Statuses: ``ok`` (same semantics), ``adapter`` (earthport supplies it: the FFTs in ``earthport.migrate.fft``,
-einsum rewritten to ``ops.BatchMatMul``, roll as slice + concat), ``differs`` (a counterpart with a known
-semantic or default difference, named in the note), ``missing`` (no counterpart known). Ops not in the map are
+Statuses: ``ok`` (same semantics), ``adapter`` (earthport supplies it: the FFTs in
+``earthport.models.layers.mindspore_fft``, einsum rewritten to ``ops.BatchMatMul``, roll as slice + concat),
+``differs`` (a counterpart with a known semantic or default difference, named in the note), ``missing`` (no
+counterpart known). Ops not in the map are
 ``unknown``. Keys are ATen packets (``aten.linear``: any overload) or full names (``aten.linear.default``:
 that overload only; an exact name wins). ``probe`` names a snippet in ``probe_snippets`` that shows whether a
 backend runs the counterpart; ``fallback`` names the snippet of the adapter's own path. Checked against
@@ -15,7 +16,7 @@ import importlib.util
 from dataclasses import asdict, dataclass
 
 OK, ADAPTER, DIFFERS, MISSING, UNKNOWN = "ok", "adapter", "differs", "missing", "unknown"
-FFT_MODULE = "earthport.migrate.fft"
+FFT_MODULE = "earthport.models.layers.mindspore_fft"
 
 
 @dataclass(frozen=True)
@@ -220,5 +221,5 @@ def lookup(op: str) -> OpMapping | None:
 
 
 def fft_module_present() -> bool:
-    """Whether ``earthport.migrate.fft`` can be found (not imported: it imports MindSpore)."""
+    """Whether ``earthport.models.layers.mindspore_fft`` can be found (not imported: it imports MindSpore)."""
     return importlib.util.find_spec(FFT_MODULE) is not None

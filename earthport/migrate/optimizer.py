@@ -123,7 +123,7 @@ def load_neutral_into_mindspore_adamw(optimizer: Any, neutral: Mapping, name_map
     "torch_to_mindspore")``). Parameters without neutral state (never stepped in torch) get zero moments.
     """
     from earthport.migrate.transfer import numpy_dtype
-    from earthport.runtime.imports import import_mindspore
+    from earthport.optional import import_mindspore
 
     ms = import_mindspore()
     group = _single_group(optimizer)

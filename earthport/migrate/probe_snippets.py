@@ -193,10 +193,10 @@ run("ops.tril / ops.triu", lambda x: (ops.tril(x), ops.triu(x)), t(3, 3))
 FFT_PROBE = """
 EXTRA["adapter"] = "matmul"
 try:
-    from earthport.migrate.fft import probe_native_fft
+    from earthport.models.layers.mindspore_fft import probe_native_fft
 except ImportError as err:
     probe_native_fft = None
-    EXTRA["detail"] = f"earthport.migrate.fft not importable ({err}); probed ops.rfft2/irfft2 directly"
+    EXTRA["detail"] = f"earthport.models.layers.mindspore_fft not importable ({err}); probed ops.rfft2/irfft2 directly"
 if probe_native_fft is None:
     run("ops.rfft2", lambda x: ops.real(ops.rfft2(x, dim=(1, 2), norm="ortho")), t(2, 8, 16, 3))
     run("ops.rfft2 -> ops.irfft2",
@@ -204,7 +204,7 @@ if probe_native_fft is None:
         t(2, 8, 16, 3))
     run("ops.rfft -> ops.irfft", lambda x: ops.irfft(ops.rfft(x, norm="ortho"), n=16, norm="ortho"), t(3, 16))
 else:
-    STEP = "earthport.migrate.fft.probe_native_fft"
+    STEP = "earthport.models.layers.mindspore_fft.probe_native_fft"
     native_ok, reason = probe_native_fft(BACKEND)
     EXTRA["detail"] = f"probe_native_fft: {reason}"
     if not native_ok:

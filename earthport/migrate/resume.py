@@ -101,7 +101,7 @@ def torch_parameter_names(model: str, config: dict) -> list[str]:
     interleaves buffers). Builds the model once on the CPU; its values are not used."""
     from earthport.models import registry
 
-    module = registry.torch_module(model)(registry.config_class(model).from_dict(config))
+    module = registry.spec(model).torch_class()(registry.spec(model).config.from_dict(config))
     return [name for name, _ in module.named_parameters()]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from earthport.errors import EarthportError
 from earthport.migrate.weights import ConversionReport, Spec, convert_state
-from earthport.runtime.imports import import_mindspore
+from earthport.optional import import_mindspore
 
 
 def expected_torch(module: Any) -> dict[str, Spec]:

@@ -1,7 +1,7 @@
 """Weights between the PyTorch and MindSpore trees of a model: declarative name rules and a strict report.
 
-``RULES`` is the one place where the two trees of a model differ by name (or by value layout): each ``Rule``
-pairs a torch name template with a MindSpore one; a name no rule matches keeps its name. ``convert_state``
+A model's spec lists its ``Rule``s (``earthport.models.rules``), the one place where its two trees differ by name
+(or by value layout); a name no rule matches keeps its name. ``convert_state``
 renames a state (name -> numpy array) in either direction and accounts for every tensor against the target
 model's own names, shapes and dtypes: values are copied bit for bit, never cast, and any gap (a tensor with
 no target, a target nothing fills, a shape or dtype that differs) raises ``ConversionError`` carrying the
@@ -10,78 +10,22 @@ report. This module is framework-free; ``earthport.migrate.transfer`` builds ``e
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
-from typing import Literal
 
 import numpy as np
 
 from earthport.errors import EarthportError
+from earthport.models import registry
+from earthport.models.rules import Direction, Rule
 
-Direction = Literal["torch_to_mindspore", "mindspore_to_torch"]
 DIRECTIONS: tuple[str, ...] = ("torch_to_mindspore", "mindspore_to_torch")
 Spec = tuple[tuple[int, ...], str]  # (shape, numpy dtype name)
 
 
-@dataclass(frozen=True)
-class Transform:
-    """A value change that goes with a rename, e.g. Conv1d's kernel [out, in, k] <-> [out, in, 1, k]."""
-
-    to_mindspore: Callable[[np.ndarray], np.ndarray]
-    to_torch: Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """``torch`` <-> ``mindspore`` name templates; ``{group}`` placeholders match the regex in ``groups`` (the
-    same text on both sides), everything else matches literally. ``transform`` changes the value, if needed."""
-
-    torch: str
-    mindspore: str
-    groups: Mapping[str, str] = field(default_factory=dict)
-    transform: Transform | None = None
-
-    @cached_property
-    def _patterns(self) -> dict[str, re.Pattern]:
-        return {side: _compile(getattr(self, side), self.groups) for side in ("torch", "mindspore")}
-
-    def apply(self, name: str, direction: Direction) -> str | None:
-        """The name on the other side, or None when this rule does not match ``name``."""
-        source, target = ("torch", "mindspore") if direction == "torch_to_mindspore" else ("mindspore", "torch")
-        match = self._patterns[source].fullmatch(name)
-        return None if match is None else getattr(self, target).format(**match.groupdict())
-
-    def convert_value(self, value: np.ndarray, direction: Direction) -> np.ndarray:
-        if self.transform is None:
-            return value
-        fn = self.transform.to_mindspore if direction == "torch_to_mindspore" else self.transform.to_torch
-        return fn(value)
-
-
-def _compile(template: str, groups: Mapping[str, str]) -> re.Pattern:
-    """``"{norm}.weight"`` with ``{"norm": r"norm\\d?"}`` -> ``(?P<norm>norm\\d?)\\.weight``."""
-    parts = re.split(r"\{(\w+)\}", template)  # literal, group, literal, group, ...
-    regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{groups[part]})" for i, part in enumerate(parts))
-    return re.compile(regex)
-
-
-# FourCastNet's LayerNorms: every block's norm1 and norm2 and the final (saved, never applied) norm.
-_LAYER_NORMS = {"norm": r"(?:blocks\.\d+\.)?norm[12]?"}
-
-RULES: dict[str, tuple[Rule, ...]] = {
-    "fourcastnet": (
-        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
-        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
-    ),
-}
-
-
 def rules(model: str) -> tuple[Rule, ...]:
-    if model not in RULES:
-        raise EarthportError(f"no weight conversion rules for model {model!r}; known: {sorted(RULES)}")
-    return RULES[model]
+    """The model's renaming rules, from its spec (``earthport.models.<name>.spec``)."""
+    return registry.spec(model).rules
 
 
 def check_direction(direction: str) -> Direction:

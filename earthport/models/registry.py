@@ -1,66 +1,52 @@
-"""Model names -> their config class and framework modules (a plain dict; modules import lazily)."""
+"""Model names -> their specs (``"module:SPEC"``, imported on first use): the one list of models.
+
+Models outside earthport join without editing it: ``EARTHPORT_MODELS="name=package.module:SPEC,..."`` in the
+environment (read by every process, so bench workers and study stages see them too), or ``register`` in-process.
+"""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+import os
 
 from earthport.errors import EarthportError
+from earthport.models.base import ModelSpec, resolve
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    config: str  # "module:Class" of the framework-free config dataclass
-    torch: str  # "module:Class" of the torch nn.Module
-    presets: str  # "module:NAME" of the preset dict
-    mindspore: str = ""  # "module:Class" of the MindSpore nn.Cell ("" when there is none)
-    mindspore_float32: tuple[str, ...] = ()  # "module:Class" of cells that stay float32 under mixed precision
-
-
-MODELS = {
-    "fourcastnet": ModelEntry(
-        config="earthport.models.fourcastnet.config:FourCastNetConfig",
-        torch="earthport.models.fourcastnet.torch:FourCastNet",
-        presets="earthport.models.fourcastnet.config:PRESETS",
-        mindspore="earthport.models.fourcastnet.mindspore:FourCastNet",
-        mindspore_float32=("earthport.models.fourcastnet.mindspore:AFNO2D",),  # fp32 spectral filter, as torch
-    ),
+MODELS: dict[str, str] = {
+    "fourcastnet": "earthport.models.fourcastnet.spec:SPEC",
 }
+DEFAULT = "fourcastnet"  # the model commands use when none is named
+ENVIRONMENT = "EARTHPORT_MODELS"
 
 
-def _resolve(target: str):
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+def _plugins() -> dict[str, str]:
+    found = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(ENVIRONMENT, "").split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise EarthportError(f"{ENVIRONMENT} entry {item!r}: expected name=package.module:SPEC")
+        found[name.strip()] = target.strip()
+    return found
 
 
-def entry(model: str) -> ModelEntry:
-    if model not in MODELS:
-        raise EarthportError(f"unknown model {model!r}; available: {sorted(MODELS)}")
-    return MODELS[model]
+def names() -> list[str]:
+    return sorted({**MODELS, **_plugins()})
 
 
-def config_class(model: str):
-    return _resolve(entry(model).config)
+def spec(name: str) -> ModelSpec:
+    """The model's spec; an EarthportError naming the models there are for an unknown name."""
+    targets = {**MODELS, **_plugins()}
+    if name not in targets:
+        raise EarthportError(f"unknown model {name!r}; available: {sorted(targets)}")
+    found = resolve(targets[name])
+    if not isinstance(found, ModelSpec) or found.name != name:
+        raise EarthportError(f"{targets[name]} is not the ModelSpec of {name!r}")
+    return found
 
 
-def preset(model: str, name: str):
-    presets = _resolve(entry(model).presets)
-    if name not in presets:
-        raise EarthportError(f"unknown preset {name!r} for {model}; available: {sorted(presets)}")
-    return presets[name]
+def register(name: str, target: str) -> None:
+    """Add (or replace) ``name`` -> ``"module:SPEC"`` in this process."""
+    MODELS[name] = target
 
 
-def torch_module(model: str):
-    return _resolve(entry(model).torch)
-
-
-def mindspore_module(model: str):
-    """The model's MindSpore Cell class (importing it imports MindSpore)."""
-    target = entry(model).mindspore
-    if not target:
-        raise EarthportError(f"model {model!r} has no MindSpore implementation")
-    return _resolve(target)
-
-
-def mindspore_float32_cells(model: str) -> tuple[type, ...]:
-    return tuple(_resolve(target) for target in entry(model).mindspore_float32)
+def unregister(name: str) -> None:
+    MODELS.pop(name, None)

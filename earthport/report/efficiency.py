@@ -9,7 +9,7 @@
 * ``inference_time``: infer and bench records in the form of Table 4 — median single-step latency and its IQR,
   and, for infer runs, the whole rollout's time per step.
 
-Records come as ``{label: record}`` (e.g. ``earthport.results.records()``: run id -> record) or a list
+Records come as ``{label: record}`` (e.g. ``earthport.records.index.records()``: run id -> record) or a list
 (labelled 0, 1, ...). Cells that cannot be measured stay ``unavailable: ...`` strings, never 0 (in the energy
 table ``unavailable: see note``, the reason once in its ``note`` column, which also carries the meter's own
 note); values from an estimating meter (``"estimate": true``) are strings labelled ``(estimate)``. NaN means "does not
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from earthport.errors import DataError
-from earthport.results import record_fields
+from earthport.records.index import record_fields
 
 Records = Mapping[str, dict] | Sequence[dict]
 PHASES = ("train_step", "infer")
@@ -57,8 +57,9 @@ def labelled(records: Records) -> dict[str, dict]:
 
 
 def _number(value: object) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _unavailable(reason: object) -> str:
@@ -96,16 +97,17 @@ def _cost(reading: object, timing: dict, batch: int) -> _Cost:
         return _Cost("—", NO_READING)
     meter = str(reading.get("source") or "?")
     joules, reason = reading.get("joules"), reading.get("unavailable")
-    if reason or isinstance(joules, str) or _number(joules) is None:
+    amount = _number(joules)  # joules as a float (int joules divide the same)
+    if reason or isinstance(joules, str) or amount is None:
         return _Cost(meter, _unavailable(reason or joules or "no joules recorded"))
-    if joules <= 0:
+    if amount <= 0:
         return _Cost(meter, f"unavailable: the meter read {joules} J")
     steps = _number(reading.get("steps")) or _number(timing.get("count"))
     if not steps:
         return _Cost(meter, "unavailable: no step count for the reading")
     seconds = _number(reading.get("seconds"))
-    watts = _number(reading.get("mean_watts")) or (joules / seconds if seconds else None)
-    j_step = joules / steps
+    watts = _number(reading.get("mean_watts")) or (amount / seconds if seconds else None)
+    j_step = amount / steps
     return _Cost(
         meter, None, watts, j_step, j_step / batch, bool(reading.get("estimate")), str(reading.get("note") or "")
     )
@@ -149,6 +151,7 @@ def _energy_row(label: str, record: dict, phase: str, cost: _Cost, ratio: object
     step_s = _number(timing.get("median"))
     throughput = _number(timing.get("throughput_samples_per_s")) or (batch / step_s if step_s else None)
     size = _number((record.get("epoch") or {}).get("dataset_size")) if phase == "train_step" else None
+    energy: dict[str, object]
     if cost.unavailable:
         energy = dict.fromkeys(("mean W", "J/step", "J/sample", "samples/J"), SEE_NOTE)
         energy["J/epoch"] = SEE_NOTE if size else math.nan
@@ -180,7 +183,7 @@ def energy_efficiency(records: Records, baseline: str | None = None) -> pd.DataF
     if base_label not in runs:
         raise DataError(f"baseline {base_label}", f"is not one of the bench records {list(runs)}")
     base = runs[base_label]
-    rows = []
+    rows: list[dict] = []
     for phase in PHASES:
         base_costs = _costs(base, phase, base["batch_size"]) if isinstance(base.get(phase), dict) else []
         for label, record in runs.items():

@@ -14,6 +14,7 @@ Sections (the paper's tables and figures, with earthport's measurements):
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -25,8 +26,8 @@ import pandas as pd  # noqa: E402
 from earthport import files  # noqa: E402
 from earthport.errors import DataError  # noqa: E402
 from earthport.metrics import headline_channels, headline_table, to_markdown  # noqa: E402
+from earthport.records.store import readable  # noqa: E402
 from earthport.report import efficiency  # noqa: E402
-from earthport.results.store import readable  # noqa: E402
 
 HEADLINE_LEADS = (24, 48, 72, 120, 240)  # hours; a data set without these shows its own leads
 STYLE = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th{background:#f0f0f0}td:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}.note{color:#666}"  # noqa: E501
@@ -126,8 +127,8 @@ def _study(study: dict, records: dict[str, list[dict]]) -> tuple[str, str, pd.Da
     """The stages with their status and time; the machine and software versions from a run record."""
     table = pd.DataFrame([{"stage": s["name"], "status": s["status"], "seconds": s["seconds"], "error": s["error"]}
                           for s in study["stages"]])  # fmt: skip
-    environment = next((r["environment"] for kind in ("train", "bench") for r in records.get(kind, [])
-                        if "environment" in r), {})  # fmt: skip
+    environment: dict = next((r["environment"] for kind in ("train", "bench") for r in records.get(kind, [])
+                              if "environment" in r), {})  # fmt: skip
     software = ", ".join(f"{k} {environment[k]}" for k in ("python", "torch", "mindspore", "numpy") if k in environment)
     skipped = "; ".join(f"{k}: {v}" for k, v in study.get("skipped_frameworks", {}).items())
     text = (
@@ -202,7 +203,7 @@ def _plot_losses(train: list[dict], directory: Path) -> str | None:
     return _save(figure, directory / "loss_curves.png")
 
 
-def _plot_accuracy(name: str, scores: pd.DataFrame, headline: tuple[str, ...], directory: Path) -> str:
+def _plot_accuracy(name: str, scores: pd.DataFrame, headline: Sequence[str], directory: Path) -> str:
     channels = [c for c in headline if c in set(scores["channel"])] or list(dict.fromkeys(scores["channel"]))[:3]
     figure, axes = plt.subplots(1, len(channels), figsize=(4.2 * len(channels), 3.2), squeeze=False)
     for ax, channel in zip(axes[0], channels, strict=True):
@@ -218,15 +219,19 @@ def _plot_accuracy(name: str, scores: pd.DataFrame, headline: tuple[str, ...], d
 
 
 def _parity(verify: list[dict], out: Path) -> tuple[str, str, pd.DataFrame | None, None]:
+    """Each model's latest verify record: its targets, measured, passed or not."""
     if not verify:
         return ("Parity", "unavailable: no verify record (MindSpore absent or the verify stage failed)", None, None)
-    record = verify[-1]
-    table = pd.DataFrame([{"measure": k, "target": v["target"], "measured": v["measured"], "passed": v["passed"]}
-                          for k, v in record["targets"].items()])  # fmt: skip
-    link = Path(record["path"]).parent / "verify.md"
-    verdict = "PASSED" if record["passed"] else "FAILED"
-    text = f"{verdict}: {record['weights']} on {Path(record['data']).name}; full report {link.relative_to(out)}"
-    return ("Parity (PyTorch vs MindSpore)", text, table, None)
+    latest = {record["model"]: record for record in verify}
+    rows, texts = [], []
+    for model, record in latest.items():
+        rows += [{"model": model, "measure": k, "target": v["target"], "measured": v["measured"], "passed": v["passed"]}
+                 for k, v in record["targets"].items()]  # fmt: skip
+        link = Path(record["path"]).parent / "verify.md"
+        verdict = "PASSED" if record["passed"] else "FAILED"
+        texts.append(f"{model} {verdict}: {record['weights']} on {Path(record['data']).name}; full report "
+                     f"{link.relative_to(out)}")  # fmt: skip
+    return ("Parity (PyTorch vs MindSpore)", "; ".join(texts), pd.DataFrame(rows), None)
 
 
 def _save(figure: plt.Figure, path: Path) -> str:

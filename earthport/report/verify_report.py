@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from earthport import files  # noqa: E402
 from earthport.config import FRAMEWORKS  # noqa: E402
-from earthport.migrate.parity import zonal_power_spectrum  # noqa: E402
+from earthport.metrics.parity import zonal_power_spectrum  # noqa: E402
 
 
 def write_report(out: Path, report: dict, arrays: dict, headline: list[str]) -> None:
@@ -26,7 +27,7 @@ def write_report(out: Path, report: dict, arrays: dict, headline: list[str]) -> 
         "spectra.png": _spectra(arrays, headline),
     }
     for name, figure in figures.items():
-        files.atomic_write(out / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
+        files.atomic_write(out / name, partial(figure.savefig, dpi=110, bbox_inches="tight"))
         plt.close(figure)
     files.write_text(out / "verify.md", _markdown(report, headline, list(figures)))
 

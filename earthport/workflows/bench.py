@@ -7,7 +7,7 @@ backward, the trainer's optimizer: torch AdamW / MindSpore FusedAdamW) are timed
 fences (``bench.timing``), with energy meters around each phase's timed steps and the device's and host's
 peak memory after each phase. The epoch time is an estimate: steps per epoch x the median train step.
 
-The record (``write_record(out, "bench", payload)``; ``earthport.results`` and ``report.efficiency`` read it)::
+The record (``write_record(out, "bench", payload)``; ``earthport.records.index`` and ``report.efficiency`` read it)::
 
     model, preset, framework, device {name, backend, description}, precision, batch_size,
     mode (MindSpore graph | pynative, torch eager | compiled), threads,
@@ -18,7 +18,7 @@ The record (``write_record(out, "bench", payload)``; ``earthport.results`` and `
     warmup, repeats, config (the model config)
 
 **Each framework runs in its own process.** ``bench`` (in the calling process) starts
-``python -m earthport.bench.worker``, which imports one framework, measures, and hands the raw seconds,
+``python -m earthport.workflows.bench_worker``, which imports one framework, measures, and hands the raw seconds,
 readings and memory back; this process, which never imports a framework, writes the record. Why: MindSpore's
 CPU threads keep spinning after its work and slow torch in the same process, the process's peak RSS is per
 process and cannot be reset, and MindSpore's device and thread settings can be set once per process only. A
@@ -39,12 +39,13 @@ from typing import Any
 
 import earthport
 from earthport import files
+from earthport.backends.base import backend
 from earthport.bench.energy import measure_energy
-from earthport.bench.steps import BenchSpec, BenchSteps, build_steps
+from earthport.bench.steps import BenchSpec, BenchSteps
 from earthport.bench.timing import Step, summarize, time_steps, warm_up
 from earthport.errors import EarthportError
 from earthport.models import registry
-from earthport.records import write_record
+from earthport.records.record import write_record
 
 EPOCH_NOTE = "steps per epoch x median train step"
 PHASES = ("infer", "train_step")
@@ -68,6 +69,11 @@ def bench(spec: BenchSpec, out: str | Path | None = None, overwrite: bool = Fals
     return payload, path
 
 
+def build_steps(spec: BenchSpec) -> BenchSteps:
+    """The framework backend's steps for ``spec``: imports that framework (call it in the worker only)."""
+    return backend(spec.framework).bench_steps(spec)
+
+
 def default_out(spec: BenchSpec, device: str, overwrite: bool = False) -> Path:
     stem = f"{spec.model}-{spec.preset}-{spec.framework}-{device}-{spec.precision}-b{spec.batch_size}"
     path, number = Path("runs") / "bench" / f"{stem}.json", 1
@@ -78,11 +84,12 @@ def default_out(spec: BenchSpec, device: str, overwrite: bool = False) -> Path:
 
 
 def run_worker(spec: BenchSpec) -> dict:
-    """``measure(spec)`` in ``python -m earthport.bench.worker``; its result, or its EarthportError re-raised."""
+    """``measure(spec)`` in ``python -m earthport.workflows.bench_worker``; its result, or its EarthportError
+    re-raised."""
     with tempfile.TemporaryDirectory(prefix="earthport-bench-") as tmp:
         spec_file, result_file = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_file.write_text(json.dumps(spec.to_dict()))
-        command = [sys.executable, "-m", "earthport.bench.worker", str(spec_file), str(result_file)]
+        command = [sys.executable, "-m", "earthport.workflows.bench_worker", str(spec_file), str(result_file)]
         done = subprocess.run(command, capture_output=True, text=True, env=_worker_env(), check=False)
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     if "error" in result:
@@ -180,7 +187,7 @@ def bench_payload(spec: BenchSpec, measured: dict) -> dict:
         },
         "warmup": spec.warmup,
         "repeats": spec.repeats,
-        "config": registry.preset(spec.model, spec.preset).to_dict(),
+        "config": registry.spec(spec.model).preset(spec.preset).to_dict(),
     }
 
 

@@ -4,11 +4,12 @@ and write the run record.
 
     <out>                forecasts, (init_time, lead_time, lat, lon) per output channel (netCDF or zarr)
     <out stem>.scores.csv    RMSE and ACC per forecast (model, persistence, climatology), channel and lead
-    <out stem>.record.json   the run record (``earthport.records``)
+    <out stem>.record.json   the run record (``earthport.records.record``)
 
-Memory holds one batch of rollouts; forecasts are written and scored batch by batch. The framework part —
-loading the model, rolling out one batch, timing one step, memory — is a ``Forecaster`` (``infer_torch``,
-``infer_mindspore``), imported only for the framework asked for; the rest is framework-free.
+Memory holds one batch of rollouts; forecasts are written and scored batch by batch. The checkpoint is loaded
+by ``migrate.checkpoints`` (any weight file, either framework); the framework part — rolling out one batch,
+timing one step, memory — is the backend's ``Forecaster``, imported only for the framework asked for; the rest
+is framework-free.
 """
 
 from __future__ import annotations
@@ -17,84 +18,34 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from earthport import files
+from earthport.backends.base import Forecaster, backend
 from earthport.bench.timing import time_steps
-from earthport.config import FRAMEWORKS
 from earthport.data.fcn import FcnDirectory
 from earthport.data.forecasts import forecast_format, forecast_writer
 from earthport.data.samples import SamplePairs
-from earthport.errors import DataError, EarthportError
+from earthport.errors import DataError
 from earthport.metrics import LeadScorer
+from earthport.models.base import LoadedModel
 from earthport.progress import progress_bar
-from earthport.records import read_record, timing_summary, write_record
+from earthport.records.reader import read_record
+from earthport.records.record import timing_summary, write_record
 from earthport.workflows.evaluate import open_fcn, write_scores
-from earthport.workflows.model_spec import LoadedModel
 
 FORECASTS = ("model", "persistence", "climatology")
 
 
-class Forecaster(Protocol):
-    """The framework part of inference, on one device at one precision (refused at construction if it cannot
-    run there). Arrays in and out are numpy float32, normalised: inputs [B, in, H, W], forcings
-    [B, steps, forcing, H, W] or None, predictions [B, steps, out, H, W]."""
-
-    framework: str
-
-    def load(self, checkpoint: str | Path, data: FcnDirectory, overrides: dict | None) -> LoadedModel: ...
-
-    def rollout(self, inputs: np.ndarray, steps: int, forcings: np.ndarray | None) -> np.ndarray: ...
-
-    def step(self, inputs: np.ndarray) -> Callable[[], None]: ...  # one synchronised model step, for timing
-
-    def reset_peak_memory(self) -> None: ...
-
-    def peak_memory(self) -> dict: ...
-
-    def describe(self) -> dict: ...  # "device", and the framework's own record entries
-
-
-def make_forecaster(framework: str, device: str, precision: str, ms_mode: str = "graph") -> Forecaster:
-    """The ``framework``'s forecaster on ``device`` at ``precision`` (MindSpore: ``ms_mode`` graph or pynative)."""
-    if framework == "torch":
-        from earthport.workflows.infer_torch import TorchForecaster
-
-        return TorchForecaster(device, precision)
-    if framework == "mindspore":
-        from earthport.runtime.imports import import_mindspore
-
-        import_mindspore()  # one line saying how to install it
-        from earthport.workflows.infer_mindspore import MindSporeForecaster
-
-        return MindSporeForecaster(device, precision, ms_mode)
-    raise EarthportError(f"unknown framework {framework!r}; expected one of {list(FRAMEWORKS)}")
-
-
 def infer(
-    checkpoint: str | Path,
-    data: str | Path,
-    steps: int,
-    out: str | Path,
-    device: str = "auto",
-    precision: str = "fp32",
-    split: str = "test",
-    max_inits: int | None = 8,
-    init_stride: int | None = None,
-    overrides: dict | None = None,
-    batch_size: int = 1,
-    fmt: str | None = None,
-    convention: str = "wb2",
-    latency_repeats: int = 20,
-    label: str | None = None,
-    progress: bool = False,
-    framework: str = "torch",
-    ms_mode: str = "graph",
-    overwrite: bool = False,
-) -> dict:
+    checkpoint: str | Path, data: str | Path, steps: int, out: str | Path, device: str = "auto",
+    precision: str = "fp32", split: str = "test", max_inits: int | None = 8, init_stride: int | None = None,
+    overrides: dict | None = None, batch_size: int = 1, fmt: str | None = None, convention: str = "wb2",
+    latency_repeats: int = 20, label: str | None = None, progress: bool = False, framework: str = "torch",
+    ms_mode: str = "graph", overwrite: bool = False,
+) -> dict:  # fmt: skip
     """Forecast ``steps`` model steps from initial times of ``split``; returns the record written.
 
     Initial times: every ``init_stride``-th valid start, at most ``max_inits`` of them (NVlabs' spacing);
@@ -104,14 +55,10 @@ def infer(
     mindspore (``ms_mode``: graph or pynative); either loads either framework's checkpoints. Existing outputs
     are replaced only with ``overwrite`` and only if earthport wrote them (``earthport.files``).
     """
-    out = Path(out)
-    fmt = forecast_format(out, fmt)
-    for path in (out, sibling(out, "scores.csv"), sibling(out, "record.json")):
-        files.check_output(path, overwrite)
-    if steps < 1 or batch_size < 1:
-        raise DataError("infer", f"steps and batch size must be >= 1, got steps={steps}, batch size={batch_size}")
-    forecaster = make_forecaster(framework, device, precision, ms_mode)  # refuses what cannot run, before work
-    loaded = forecaster.load(checkpoint, open_fcn(data), overrides)
+    out, fmt = _check(Path(out), fmt, steps, batch_size, overwrite)
+    forecaster = backend(framework).forecaster(device, precision, ms_mode)  # refuses what cannot run, before work
+    loaded = load_checkpoint(checkpoint, framework, open_fcn(data), overrides)
+    forecaster.attach(loaded)
     pairs, dataset = forecast_pairs(loaded, data, split, steps)
     starts = initial_conditions(len(pairs), max_inits, init_stride, where=dataset.root / split)
     run = Rollouts(loaded, pairs, dataset, forecaster, precision)
@@ -120,8 +67,7 @@ def infer(
     scorers = run.forecast(starts, out, fmt, batch_size, _file_attrs(checkpoint, loaded, dataset), progress)
     rollout_s = time.perf_counter() - began
     memory = forecaster.peak_memory()
-    step = forecaster.step(pairs[int(starts[0])][0][None])  # one synchronised model step
-    latency = time_steps(step, warmup=3, repeats=latency_repeats, budget_s=10.0) if latency_repeats else []
+    latency = _latency(forecaster, pairs[int(starts[0])][0][None], latency_repeats)
     scores = pd.concat([s.table(convention) for s in scorers.values()], ignore_index=True)
     scores["forecast"] = scores["forecast"].replace({"model": label or loaded.model})
     write_scores(scores, sibling(out, "scores.csv"))
@@ -131,7 +77,7 @@ def infer(
         **run.describe(starts, split),
         "batch_size": batch_size,
         "rollout_s": rollout_s,
-        "latency_s": timing_summary(latency) if latency else "unavailable: not timed (latency_repeats=0)",
+        "latency_s": latency,
         "memory": memory,
         "output": {"path": str(out), "format": fmt},
         "scores_path": str(sibling(out, "scores.csv")),
@@ -140,6 +86,31 @@ def infer(
         "scores": scores.to_dict("records"),
     }
     return read_record(write_record(sibling(out, "record.json"), "infer", payload))
+
+
+def _check(out: Path, fmt: str | None, steps: int, batch_size: int, overwrite: bool) -> tuple[Path, str]:
+    """The outputs may be written and the counts are sensible, before any work; (out, its format)."""
+    fmt = forecast_format(out, fmt)
+    for path in (out, sibling(out, "scores.csv"), sibling(out, "record.json")):
+        files.check_output(path, overwrite)
+    if steps < 1 or batch_size < 1:
+        raise DataError("infer", f"steps and batch size must be >= 1, got steps={steps}, batch size={batch_size}")
+    return out, fmt
+
+
+def load_checkpoint(checkpoint: str | Path, framework: str, data: FcnDirectory | None = None,
+                    overrides: dict | None = None) -> LoadedModel:  # fmt: skip
+    """Any weight file as ``framework``'s model (``earthport.migrate.checkpoints``, imported only now)."""
+    from earthport.migrate import checkpoints
+
+    return checkpoints.load(checkpoint, framework, data, overrides)
+
+
+def _latency(forecaster: Forecaster, inputs: np.ndarray, repeats: int) -> dict | str:
+    """One synchronised model step on inputs [1, in, H, W], timed ``repeats`` times after 3 warm-up steps."""
+    if not repeats:
+        return "unavailable: not timed (latency_repeats=0)"
+    return timing_summary(time_steps(forecaster.step(inputs), warmup=3, repeats=repeats, budget_s=10.0))
 
 
 def sibling(out: str | Path, suffix: str) -> Path:
@@ -163,7 +134,7 @@ class Rollouts:
         return [int(round(hours * (k + 1))) for k in range(steps)]
 
     def init_times(self, starts: np.ndarray) -> np.ndarray:
-        return self.pairs.series.time[self.pairs.starts[starts]]
+        return self.pairs.series.time[[self.pairs.time_index(int(i)) for i in starts]]
 
     def describe(self, starts: np.ndarray, split: str) -> dict:
         """The record's description of this run: model, data, device, channels, leads and initial times."""
@@ -199,7 +170,7 @@ class Rollouts:
                 batch = starts[first : first + batch_size]
                 inputs, truth, forecast = forecast_batch(self.forecaster, pairs, batch, steps)
                 write(init_times[first : first + len(batch)], _masked(forecast, pairs))
-                _score(scorers, forecast, truth, pairs.denormalise(inputs[:, : pairs.out_channels]), self.clim)
+                _score(scorers, forecast, truth, pairs.denormalise(pairs.current(inputs)), self.clim)
                 bar.advance(len(batch))
         return scorers
 
@@ -209,7 +180,7 @@ def forecast_pairs(loaded: LoadedModel, data: str | Path, split: str, steps: int
     dataset = open_fcn(data, loaded.data_channels)
     static = {name: dataset.static(name) for name in loaded.static}
     series = dataset.series(split)
-    pairs = SamplePairs(series, dataset.stats(), loaded.dt, steps, static, rows=loaded.config.img_size[0])
+    pairs = SamplePairs(series, dataset.stats(), loaded.dt, steps, static, loaded.grid[0], loaded.spec.history)
     if not len(pairs):
         span = f"{steps} steps of {loaded.dt} data step(s)"
         raise DataError(dataset.root / split, f"{len(series)} time steps are too few for a rollout of {span}")

@@ -22,16 +22,19 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from earthport import files
 from earthport.config import FRAMEWORKS
 from earthport.data.generate import generate
-from earthport.data.sample_data import builtin_dataset
+from earthport.data.sample_data import BUILTIN, builtin_dataset
 from earthport.errors import EarthportError
+from earthport.models import registry
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
+from earthport.optional import mindspore_available
 from earthport.progress import console, progress_bar
-from earthport.records import write_record
-from earthport.runtime.imports import mindspore_available
+from earthport.records.record import write_record
 
 
 @dataclass(frozen=True)
@@ -93,56 +96,84 @@ def frameworks_present() -> dict[str, str | None]:
 
 def plan(
     out: Path, preset: str, frameworks: list[str], datasets: dict[str, Path], device: str, scale: Scale,
-    tdp_watts: float | None = None,
+    tdp_watts: float | None = None, models: list[str] | None = None,
 ) -> list[Stage]:  # fmt: skip
-    """The stages of a study, in order; ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
-    pairs = [(name, framework) for name in datasets for framework in frameworks]
-    stages = [_train(out, name, datasets[name], framework, preset, device, scale) for name, framework in pairs]
+    """The stages of a study, in order: each model on the data sets its spec names, in every framework;
+    ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
+    runs = [Run(model, name, framework) for model in models or [DEFAULT_MODEL]
+            for name in registry.spec(model).datasets for framework in frameworks]  # fmt: skip
+    stages = [_train(out, run, datasets[run.data], preset, device, scale) for run in runs]
     if "mindspore" in frameworks:
-        best = out / "runs" / "atmosphere-torch" / "best.pt"
-        converted = str(out / "convert" / "best.ckpt")
-        stages.append(Stage("convert", ["convert", "-q", "--overwrite", str(best), converted]))
-        verify = ["verify", "-q", "--overwrite", "--out", str(out / "verify"), "--data", str(datasets["atmosphere"])]
-        stages.append(Stage("verify", [*verify, "--checkpoint", str(best)]))
-    stages += [_infer(out, name, datasets[name], framework, device, scale) for name, framework in pairs]
-    stages += [_bench(out, framework, preset, device, scale, tdp_watts) for framework in frameworks]
+        for model in models or [DEFAULT_MODEL]:
+            stages += _convert_and_verify(out, model, datasets)
+    stages += [_infer(out, run, datasets[run.data], device, scale) for run in runs]
+    stages += [_bench(out, model, framework, preset, device, scale, tdp_watts)
+               for model in models or [DEFAULT_MODEL] for framework in frameworks]  # fmt: skip
     return stages
 
 
-def _train(out: Path, name: str, data: Path, framework: str, preset: str, device: str, scale: Scale) -> Stage:
-    run = out / "runs" / f"{name}-{framework}"
-    command = ["train", "-q", "--data", str(data), "--out", str(run), "--preset", preset, "--framework", framework]
-    command += ["--device", device, "--max-epochs", str(scale.max_epochs)]
-    command += ["--time-limit", str(scale.train_seconds[name]), "--lr", "2e-3", "--batch-size", "8"]
-    return Stage(f"train {name} {framework}", command, done_when=str(run / CHECKPOINT[framework]), owns=str(run))
+@dataclass(frozen=True)
+class Run:
+    """One training run of a study: a model on a data set in a framework (``runs/<model>-<data>-<framework>``)."""
+
+    model: str
+    data: str
+    framework: str
+
+    def folder(self, out: Path) -> Path:
+        return out / "runs" / f"{self.model}-{self.data}-{self.framework}"
 
 
-def _infer(out: Path, name: str, data: Path, framework: str, device: str, scale: Scale) -> Stage:
-    checkpoint = out / "runs" / f"{name}-{framework}" / CHECKPOINT[framework]
-    forecast = out / "forecasts" / f"{name}-{framework}.nc"
+def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path]) -> list[Stage]:
+    """The torch run on the model's first data set converted to MindSpore, and verified."""
+    first = registry.spec(model).datasets[0]
+    best = Run(model, first, "torch").folder(out) / CHECKPOINT["torch"]
+    convert = ["convert", "-q", "--overwrite", str(best), str(out / "convert" / f"{model}-best.ckpt")]
+    verify = ["verify", "-q", "--overwrite", "--out", str(out / "verify" / model), "--data", str(datasets[first])]
+    return [Stage(f"convert {model}", convert), Stage(f"verify {model}", [*verify, "--checkpoint", str(best)])]
+
+
+def _train(out: Path, run: Run, data: Path, preset: str, device: str, scale: Scale) -> Stage:
+    folder = run.folder(out)
+    command = ["train", "-q", "--model", run.model, "--data", str(data), "--out", str(folder), "--preset", preset]
+    command += ["--framework", run.framework, "--device", device, "--max-epochs", str(scale.max_epochs)]
+    command += ["--time-limit", str(scale.train_seconds[run.data]), "--lr", "2e-3", "--batch-size", "8"]
+    done = str(folder / CHECKPOINT[run.framework])
+    return Stage(f"train {run.model} {run.data} {run.framework}", command, done_when=done, owns=str(folder))
+
+
+def _infer(out: Path, run: Run, data: Path, device: str, scale: Scale) -> Stage:
+    checkpoint = run.folder(out) / CHECKPOINT[run.framework]
+    forecast = out / "forecasts" / f"{run.model}-{run.data}-{run.framework}.nc"
     command = ["infer", "-q", "--overwrite", "--checkpoint", str(checkpoint), "--data", str(data)]
-    command += ["--out", str(forecast)]
-    command += ["--steps", str(scale.leads[name]), "--framework", framework, "--device", device]
-    return Stage(f"infer {name} {framework}", [*command, "--max-inits", str(scale.inits)])
+    command += ["--out", str(forecast), "--steps", str(scale.leads[run.data]), "--framework", run.framework]
+    command += ["--device", device, "--max-inits", str(scale.inits)]
+    return Stage(f"infer {run.model} {run.data} {run.framework}", command)
 
 
-def _bench(out: Path, framework: str, preset: str, device: str, scale: Scale, tdp_watts: float | None) -> Stage:
-    record = out / "bench" / f"fourcastnet-{preset}-{framework}.json"
-    command = ["bench", "--overwrite", "--model", "fourcastnet", "--preset", preset, "--framework", framework]
+def _bench(out: Path, model: str, framework: str, preset: str, device: str, scale: Scale,
+           tdp_watts: float | None) -> Stage:  # fmt: skip
+    record = out / "bench" / f"{model}-{preset}-{framework}.json"
+    command = ["bench", "--overwrite", "--model", model, "--preset", preset, "--framework", framework]
     command += ["--device", device, "--batch-size", "1", "--repeats", str(scale.bench_repeats), "--out", str(record)]
     if tdp_watts is not None:
         command += ["--energy-estimate", f"tdp={tdp_watts:g}"]
-    return Stage(f"bench {framework}", command)
+    return Stage(f"bench {model} {framework}", command)
 
 
 def run_study(
     out: str | Path, preset: str = "tiny", frameworks: list[str] | None = None, device: str = "auto",
     scale: str = "full", tdp_watts: float | None = None, progress: bool = True, overwrite: bool = False,
+    models: list[str] | None = None,
 ) -> dict:  # fmt: skip
-    """Run every stage, then the report; returns the study record (``OUT/study.json``). A re-run in the same
-    ``out`` reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
+    """Run every stage, then the report; returns the study record (``OUT/study.json``). ``models``: the models
+    to study (default: the default model), each on the data sets its spec names. A re-run in the same ``out``
+    reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
     earthport's, and is locked for the run."""
     out = Path(out)
+    models = list(models or [DEFAULT_MODEL])
+    for model in models:
+        registry.spec(model)  # an unknown name fails here, naming the models there are
     unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]
     if unknown:
         raise EarthportError(f"--frameworks: unknown {unknown}; expected some of {list(FRAMEWORKS)}")
@@ -158,7 +189,7 @@ def run_study(
     with files.run_lock(out, "earthport study"):
         if overwrite:
             files.replace(out, overwrite, folder=True)
-        return _run(out, preset, chosen, skipped, device, scale, tdp_watts, progress)
+        return _run(out, preset, chosen, skipped, device, scale, tdp_watts, progress, models)
 
 
 def _check_earthports(out: Path) -> None:
@@ -169,13 +200,13 @@ def _check_earthports(out: Path) -> None:
 
 def _run(
     out: Path, preset: str, chosen: list[str], skipped: dict, device: str, scale: str, tdp_watts: float | None,
-    progress: bool,
+    progress: bool, models: list[str],
 ) -> dict:  # fmt: skip
     from earthport.report.study_report import write_study_report
 
     sizes = SCALES[scale]
-    datasets = _data(out, sizes, progress)
-    stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts)
+    datasets = _data(out, sizes, {name for model in models for name in registry.spec(model).datasets}, progress)
+    stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts, models)
     began = time.perf_counter()
     with progress_bar(len(stages) + 1, "study", unit="stage", enabled=progress) as bar:
         for stage in stages:
@@ -183,6 +214,7 @@ def _run(
             run_stage(stage)
             bar.advance()
         record = {
+            "models": models,
             "preset": preset,
             "scale": scale,
             "frameworks": chosen,
@@ -200,15 +232,20 @@ def _run(
     return record
 
 
-def _data(out: Path, scale: Scale, progress: bool) -> dict[str, Path]:
+def _data(out: Path, scale: Scale, names: set[str], progress: bool) -> dict[str, Path]:
+    """The data sets ``names``: generated ones (``scale.data``) written once, built-in ones (OSTIA) read."""
+    unknown = sorted(names - set(scale.data) - set(BUILTIN))
+    if unknown:
+        raise EarthportError(f"the study has no data set {unknown}; it has {sorted({*scale.data, *BUILTIN})}")
     datasets = {}
-    for name, spec in scale.data.items():
+    for name in sorted(names & set(scale.data), key=list(scale.data).index):
         directory = out / "data" / name
         if not (directory / "metadata.json").exists():
             console.print(f"[bold]generating[/] {name} data in {directory}")
-            files.write_whole(directory, True, lambda tmp, spec=spec: generate(tmp, progress=progress, **spec))
+            files.write_whole(directory, True, partial(generate, progress=progress, **scale.data[name]))
         datasets[name] = directory
-    datasets["ostia"] = builtin_dataset("ostia", out / "data" / "ostia", progress=progress)
+    for name in sorted(names & set(BUILTIN)):
+        datasets[name] = builtin_dataset(name, out / "data" / name, progress=progress)
     return datasets
 
 

@@ -1,6 +1,6 @@
 """The training loop, framework-free: epochs, convergence, limits, checkpoint cadence and the run record.
 
-A framework plugs in through ``Trainer`` (``train_torch.TorchTrainer``, ``train_mindspore.MindSporeTrainer``):
+A framework plugs in through ``backends.base.Trainer`` (``TorchTrainer``, ``MindSporeTrainer``):
 batches in ``epoch_order``, one optimizer step, validation, saving and restoring a checkpoint. Everything
 else — when to stop, when to save, what the record holds — lives here, once, for both frameworks.
 
@@ -26,13 +26,11 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sized
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
+from earthport.backends.base import TrainData, Trainer, TrainState
 from earthport.config import TrainConfig, write_config
 from earthport.data.fcn import FcnDirectory
 from earthport.data.samples import SamplePairs
@@ -40,72 +38,10 @@ from earthport.errors import DataError, EarthportError
 from earthport.migrate.checkpoint_io import read_extra
 from earthport.models import registry
 from earthport.progress import console, progress_bar
-from earthport.records import timing_summary, write_record
+from earthport.records.record import timing_summary, write_record
 from earthport.workflows.evaluate import open_fcn
 
 SUFFIXES = (".pt", ".ckpt", ".safetensors")
-
-
-@dataclass
-class TrainState:
-    """Where a run is; saved in every checkpoint so a resumed run continues exactly."""
-
-    epoch: int = 0  # the epoch in progress
-    consumed: int = 0  # samples of that epoch already trained on
-    step: int = 0  # optimizer steps so far
-    best_valid: float = math.inf
-    best_epoch: int = -1
-    stale_epochs: int = 0
-    train_seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)  # one entry per finished epoch
-    step_losses: list[float] = field(default_factory=list)
-    stop_reason: str = ""
-
-
-@dataclass
-class TrainData:
-    """The data side of a run, shared by every framework: samples, the model's config and the data record."""
-
-    config: TrainConfig
-    train_pairs: SamplePairs
-    valid_pairs: SamplePairs
-    model_config: Any
-    info: dict  # path, channels, static, dt, rows, sample counts (saved in checkpoints and the record)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(_epoch_size(self.config.max_train_samples, len(self.train_pairs)) / self.config.batch_size)
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        """[out_channel, rows, lon] bool (True = valid) of the prognostic channels, or None."""
-        mask = self.train_pairs.mask
-        return None if mask is None else mask[self.train_pairs.prognostic]
-
-
-class Batches(Sized, Iterable[tuple[Any, Any]], Protocol):
-    """One epoch's batches, from ``epoch_order`` (a torch DataLoader, a MindSpore dataset iterator, ...)."""
-
-
-class Trainer(Protocol):
-    """The framework part of a run. Batches are (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W])."""
-
-    framework: str
-    suffix: str  # checkpoint suffix: ".pt", ".ckpt" or ".safetensors"
-
-    def batches(self, epoch: int, skip: int) -> Batches: ...
-
-    def train_step(self, inputs: Any, targets: Any) -> float: ...
-
-    def validate(self) -> float: ...
-
-    def learning_rate(self) -> float: ...
-
-    def save(self, path: Path, state: TrainState, full: bool = True) -> None: ...
-
-    def restore(self, path: Path) -> TrainState: ...
-
-    def describe(self) -> dict: ...  # record entries: framework, device, parameters, memory, determinism, ...
 
 
 def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
@@ -115,15 +51,17 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
     directory = FcnDirectory(directory.root, channels)
     stats = directory.stats()
     static = {name: directory.static(name) for name in config.static}
-    base = registry.preset(config.model, config.preset)
-    probe = SamplePairs(directory.series("train"), stats, config.dt, 1, static)
+    spec = registry.spec(config.model)
+    spec.check_objective(config.objective)
+    probe = SamplePairs(directory.series("train"), stats, config.dt, 1, static, history=spec.history)
     height, width = directory.meta.shape[1:]
-    model_config = base.for_data(height, width, probe.in_channels, probe.out_channels)
+    model_config = spec.fit(spec.preset(config.preset), height, width, probe.in_channels, probe.out_channels)
     if config.model_overrides:
-        model_config = type(model_config).from_dict({**model_config.to_dict(), **config.model_overrides})
-    rows = model_config.img_size[0]
-    train_pairs = SamplePairs(directory.series("train"), stats, config.dt, config.rollout_steps, static, rows)
-    valid_pairs = SamplePairs(directory.series("valid"), stats, config.dt, 1, static, rows)
+        model_config = spec.build_config({**model_config.to_dict(), **config.model_overrides}, "model config")
+    rows = spec.grid(model_config)[0]
+    series = directory.series("train"), directory.series("valid")
+    train_pairs = SamplePairs(series[0], stats, config.dt, config.rollout_steps, static, rows, spec.history)
+    valid_pairs = SamplePairs(series[1], stats, config.dt, 1, static, rows, spec.history)
     for name, pairs in (("train", train_pairs), ("valid", valid_pairs)):
         if len(pairs) == 0:
             raise EarthportError(f"{directory.root}: the {name} split has no (input, target) pair dt={config.dt} apart")
@@ -134,6 +72,7 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
         "static": list(config.static),
         "dt": config.dt,
         "rows": rows,
+        "history": spec.history,
         "train_samples": len(train_pairs),
         "valid_samples": len(valid_pairs),
     }
@@ -142,10 +81,6 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
 
 def _dynamic_channels(directory: FcnDirectory) -> list[str]:
     return directory.meta.with_role("prognostic") + directory.meta.with_role("forcing")
-
-
-def _epoch_size(limit: int | None, available: int) -> int:
-    return min(limit, available) if limit else available
 
 
 def run_checkpoints(out: Path) -> list[Path]:
@@ -196,16 +131,6 @@ def _saved_state(path: Path, found: list[Path]) -> dict:
             f"{path}: its training state cannot be read ({err}), so it is unknown whether it or {others} is "
             f"the run's latest checkpoint; remove {path} (or move it away) to resume from {others}"
         ) from None
-
-
-def resumed_state(path: Path, saved: dict) -> TrainState:
-    """The TrainState a checkpoint saved, to continue from (its stop reason cleared)."""
-    try:
-        state = TrainState(**saved)
-    except TypeError as err:
-        raise DataError(path, f"training state with keys {sorted(saved)} does not fit TrainState ({err})") from None
-    state.stop_reason = ""
-    return state
 
 
 def run_training(
@@ -307,8 +232,9 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
     valid = trainer.validate()
     previous = state.history[-1]["train_seconds_total"] if state.history else 0.0
     seconds = time.perf_counter() - started - previous
+    epoch = state.epoch + 1
     entry = {
-        "epoch": state.epoch + 1,
+        "epoch": epoch,
         "train_loss": float(np.mean(epoch_losses)),
         "valid_loss": valid,
         "lr": trainer.learning_rate(),
@@ -319,10 +245,10 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
     state.history.append(entry)
     state.train_seconds = entry["train_seconds_total"]
     if improved:
-        state.best_valid, state.best_epoch, state.stale_epochs = valid, entry["epoch"], 0
+        state.best_valid, state.best_epoch, state.stale_epochs = valid, epoch, 0
     else:
         state.stale_epochs += 1
-    state.epoch, state.consumed = entry["epoch"], 0
+    state.epoch, state.consumed = epoch, 0
     state.stop_reason = _epoch_stop(config, state)
     console.print(
         f"epoch {entry['epoch']}: train {entry['train_loss']:.4g}  valid {valid:.4g}  "
@@ -384,6 +310,7 @@ def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: 
             if path.exists()
         },  # fmt: skip
         **described,  # determinism, and the framework's own entries (e.g. "mindspore": mode, threads, amp)
+        **({"init_from": data.init_from} if data.init_from else {}),
         **({"error": error} if error else {}),
     }
     write_record(out / "record.json", "train", payload)

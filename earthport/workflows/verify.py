@@ -11,49 +11,51 @@ same trained weights (torch's after the N steps, converted again) scored per var
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from earthport import files
+from earthport.backends.base import backend
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
 from earthport.data.samples import SamplePairs, epoch_order
-from earthport.metrics import LeadScorer, headline_channels
-from earthport.migrate import bridge, parity
+from earthport.metrics import LeadScorer, headline_channels, parity
 from earthport.models import registry
+from earthport.models.base import LoadedModel, ModelSpec
+from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 from earthport.progress import console
-from earthport.records import write_record
+from earthport.records.record import write_record
 from earthport.workflows.evaluate import open_fcn
-from earthport.workflows.load_model import LoadedModel, load_model
+from earthport.workflows.infer import load_checkpoint
 
 TARGETS = {"forward_max_rel_error": 1e-5, "grad_max_rel_error": 1e-4, "rollout_rmse_rel_diff": 1e-3}
 
 
 def verify(
-    out: str | Path, model: str = "fourcastnet", preset: str = "tiny", data: str | Path | None = None,
+    out: str | Path, model: str = DEFAULT_MODEL, preset: str = "tiny", data: str | Path | None = None,
     steps: int = 10, train_steps: int = 20, batch_size: int = 2, inits: int = 4, lr: float = 1e-3,
     loss: str = "mse", seed: int = 0, checkpoint: str | Path | None = None, overwrite: bool = False,
 ) -> dict:  # fmt: skip
     """Run every comparison, write verify.json / verify.md and plots; returns the report (``passed``).
 
     Without ``checkpoint`` the torch model is the preset, seeded, on ``data`` (default: generated data on the
-    preset's grid); with one (earthport or NVlabs, see ``earthport infer``) its trained weights are verified.
+    preset's grid); with one (any weight file ``earthport infer`` reads) its trained weights are verified.
     An existing ``out`` is replaced only with ``overwrite`` and only if earthport wrote it.
     """
     out = Path(out)
     files.replace(out, overwrite, folder=True)
     dataset = open_fcn(data if data is not None else _default_data(out, model, preset, seed))
-    loaded = load_model(checkpoint, dataset) if checkpoint else None
-    config, pairs = _setup(model, preset, dataset, steps, loaded)
-    if loaded is not None:
-        model = loaded.model
-    pair = bridge.build_pair(model, config, seed, reference=None if loaded is None else loaded.module)
-    source = str(checkpoint) if checkpoint else f"preset {preset}, seed {seed}"
-    report = {"model": model, "preset": preset, "weights": source, "config": config.to_dict()}
-    report["data"] = str(dataset.root)
-    report["conversion"] = pair.report.to_dict()
-    valid, test = pairs
+    loaded = load_checkpoint(checkpoint, "torch", dataset) if checkpoint else None
+    spec = registry.spec(model) if loaded is None else loaded.spec
+    config, (valid, test) = _setup(spec, preset, dataset, steps, loaded)
+    pair = _pair(spec, config, seed, None if loaded is None else loaded.module)
+    report = {"model": spec.name, "preset": preset, "config": config.to_dict(), "data": str(dataset.root),
+              "weights": str(checkpoint) if checkpoint else f"preset {preset}, seed {seed}",
+              "conversion": pair.report.to_dict()}  # fmt: skip
     mask = None if valid.mask is None else valid.mask[valid.prognostic]
     inputs, targets = _batch(valid, range(min(batch_size, len(valid))))
     names = [dataset.meta.names[i] for i in valid.prognostic]
@@ -62,12 +64,11 @@ def verify(
     report["layers"] = _layers(pair, inputs)
     report["gradients"] = _gradients(pair, inputs, targets, mask, loss)
     console.print(f"[bold]verify[/] {train_steps} training steps in both frameworks")
-    report["training"] = _training(pair, pairs[0], train_steps, batch_size, mask, lr, loss, seed)
+    report["training"] = _training(pair, valid, train_steps, batch_size, mask, lr, loss, seed)
     console.print(f"[bold]verify[/] {steps}-step rollouts")
-    pair = bridge.build_pair(model, config, reference=pair.reference)  # identical weights again: torch's trained ones
-    clim = dataset.stats().time_means[0][valid.prognostic, : config.img_size[0]]
-    rollout, arrays = _rollout(pair, test, steps, inits, names, clim)
-    report["rollout"] = rollout
+    pair = _pair(spec, config, seed, pair.reference)  # identical weights again: torch's trained ones
+    clim = dataset.stats().time_means[0][valid.prognostic, : spec.grid(config)[0]]
+    report["rollout"], arrays = _rollout(pair, test, steps, inits, names, clim)
     report["targets"], report["passed"] = _judge(report)
     from earthport.report.verify_report import write_report
 
@@ -76,17 +77,40 @@ def verify(
     return report
 
 
+@dataclass
+class _Pair:
+    """The torch reference and its MindSpore twin, each measured by its own backend's probe."""
+
+    reference: Any  # the torch module
+    torch: Any  # its probe
+    mindspore: Any  # the MindSpore probe
+    names: dict[str, str]  # torch parameter name -> MindSpore's
+    report: Any  # the weight conversion report
+
+
+def _pair(spec: ModelSpec, config: Any, seed: int, reference: Any) -> _Pair:
+    """Same weights in both frameworks (``migrate.bridge``, imported only now: it imports both)."""
+    from earthport.migrate import bridge
+
+    built = bridge.build_pair(spec.name, config, seed, reference=reference)
+    probes = (backend(name).PROBE for name in ("torch", "mindspore"))
+    torch_probe, ms_probe = (probe(module, spec.history) for probe, module in
+                             zip(probes, (built.reference, built.candidate), strict=True))  # fmt: skip
+    return _Pair(built.reference, torch_probe, ms_probe, built.names, built.report)
+
+
 def _default_data(out: Path, model: str, preset: str, seed: int) -> Path:
     """Generated atmosphere data on the preset's grid, written once under OUT/data."""
     directory = out / "data"
     if not (directory / "metadata.json").exists():
-        grid = registry.preset(model, preset).img_size
-        write = lambda tmp: generate(tmp, "atmosphere", grid=grid, years=3, steps_per_year=60, seed=seed)  # noqa: E731
-        files.write_whole(directory, True, write)
+        spec = registry.spec(model)
+        grid = spec.grid(spec.preset(preset))
+        files.write_whole(directory, True, partial(generate, kind="atmosphere", grid=grid, years=3,
+                                                   steps_per_year=60, seed=seed))  # fmt: skip
     return directory
 
 
-def _setup(model: str, preset: str, dataset: FcnDirectory, steps: int, loaded: LoadedModel | None):
+def _setup(spec: ModelSpec, preset: str, dataset: FcnDirectory, steps: int, loaded: LoadedModel | None):
     """The model config (the checkpoint's, or the preset fitted to the data) and (valid one-step, test
     K-step) samples with the model's channels on its rows."""
     if loaded is None:
@@ -96,14 +120,14 @@ def _setup(model: str, preset: str, dataset: FcnDirectory, steps: int, loaded: L
     dataset = FcnDirectory(dataset.root, names)
     stats, fields = dataset.stats(), {name: dataset.static(name) for name in static}
     if loaded is None:
-        probe = SamplePairs(dataset.series("valid"), stats)
+        probe = SamplePairs(dataset.series("valid"), stats, history=spec.history)
         height, width = dataset.meta.shape[1:]
-        config = registry.preset(model, preset).for_data(height, width, probe.in_channels, probe.out_channels)
+        config = spec.fit(spec.preset(preset), height, width, probe.in_channels, probe.out_channels)
     else:
         config = loaded.config
-    rows = config.img_size[0]
-    valid = SamplePairs(dataset.series("valid"), stats, dt, 1, fields, rows)
-    test = SamplePairs(dataset.series("test"), stats, dt, steps, fields, rows)
+    rows = spec.grid(config)[0]
+    valid = SamplePairs(dataset.series("valid"), stats, dt, 1, fields, rows, spec.history)
+    test = SamplePairs(dataset.series("test"), stats, dt, steps, fields, rows, spec.history)
     return config, (valid, test)
 
 
@@ -115,10 +139,11 @@ def _batch(pairs: SamplePairs, indices) -> tuple[np.ndarray, np.ndarray]:
     return inputs, targets
 
 
-def _forward(pair, inputs: np.ndarray, names: list[str]) -> dict:
+def _forward(pair: _Pair, inputs: np.ndarray, names: list[str]) -> dict:
     result = {}
+    expected = pair.torch.forward(inputs)
     for mode, graph in (("pynative", False), ("graph", True)):
-        expected, got = bridge.forward(pair, inputs, graph=graph)
+        got = pair.mindspore.forward(inputs, graph=graph)
         result[mode] = {**parity.compare(expected, got), "channels": parity.compare_channels(expected, got, names)}
     result["forward_max_abs_error"] = max(result[m]["max_abs_error"] for m in ("pynative", "graph"))
     result["forward_max_rel_error"] = max(result[m]["max_rel_error"] for m in ("pynative", "graph"))
@@ -126,17 +151,21 @@ def _forward(pair, inputs: np.ndarray, names: list[str]) -> dict:
     return result
 
 
-def _layers(pair, inputs: np.ndarray) -> dict:
-    layers = [(name, parity.compare(a, b)) for name, a, b in bridge.layer_outputs(pair, inputs)]
+def _layers(pair: _Pair, inputs: np.ndarray) -> dict:
+    """Submodules of the same name in both trees, in torch's execution order."""
+    seen, got = pair.torch.layer_outputs(inputs), pair.mindspore.layer_outputs(inputs)
+    layers = [(name, parity.compare(seen[name], got[name])) for name in seen if name in got]
     errors = [(name, measures["max_rel_error"]) for name, measures in layers]
     growth = parity.largest_growth(errors)
     return {"layers": dict(layers), "first_jump": parity.first_jump(errors), "largest_growth": growth}
 
 
-def _gradients(pair, inputs, targets, mask, loss: str) -> dict:
-    torch_loss, ms_loss, grads = bridge.gradients(pair, inputs, targets, mask, loss)
+def _gradients(pair: _Pair, inputs, targets, mask, loss: str) -> dict:
+    torch_loss, torch_grads = pair.torch.gradients(inputs, targets, mask, loss)
+    ms_loss, ms_grads = pair.mindspore.gradients(inputs, targets, mask, loss)
     per_parameter, without = {}, {}
-    for name, (expected, got) in grads.items():
+    for name, expected in torch_grads.items():
+        got = ms_grads[pair.names[name]]
         if expected is None:  # torch leaves it without gradient (NVlabs' unused final norm): must be 0
             without[name] = float(np.abs(got).max())
         else:
@@ -152,17 +181,20 @@ def _gradients(pair, inputs, targets, mask, loss: str) -> dict:
     }
 
 
-def _training(pair, pairs: SamplePairs, train_steps: int, batch_size: int, mask, lr: float, loss: str, seed: int):
+def _training(pair: _Pair, pairs: SamplePairs, train_steps: int, batch_size: int, mask, lr: float, loss: str,
+              seed: int) -> dict:
     """Loss curves of ``train_steps`` AdamW steps on the same batches (valid split, seeded order)."""
     order = epoch_order(len(pairs), epoch=0, seed=seed)
     order = np.resize(order, train_steps * batch_size)
     batches = [_batch(pairs, order[i * batch_size : (i + 1) * batch_size]) for i in range(train_steps)]
-    torch_curve, ms_curve = bridge.loss_curves(pair, batches, mask, lr, loss=loss)
+    torch_curve, ms_curve = (probe.train(batches, mask, lr, weight_decay=0.01, clip=1.0, loss=loss)
+                             for probe in (pair.torch, pair.mindspore))  # fmt: skip
     differences = [abs(b - a) / abs(a) for a, b in zip(torch_curve, ms_curve, strict=True)]
     return {"lr": lr, "loss": loss, "torch": torch_curve, "mindspore": ms_curve, "max_rel_diff": max(differences)}
 
 
-def _rollout(pair, test: SamplePairs, steps: int, inits: int, names: list[str], clim: np.ndarray) -> tuple[dict, dict]:
+def _rollout(pair: _Pair, test: SamplePairs, steps: int, inits: int, names: list[str],
+             clim: np.ndarray) -> tuple[dict, dict]:
     """Score both rollouts per variable and lead; (report, arrays for plots)."""
     meta = test.series.meta
     picks = test.spread(inits)
@@ -170,7 +202,7 @@ def _rollout(pair, test: SamplePairs, steps: int, inits: int, names: list[str], 
     inputs = np.stack([x for x, _ in items])
     targets = np.stack([y for _, y in items])
     forcings = targets[:, :, test.out_channels :] if test.forcing else None
-    expected, got = bridge.rollouts(pair, inputs, steps, forcings)
+    expected, got = (probe.rollout(inputs, steps, forcings) for probe in (pair.torch, pair.mindspore))
     truth = test.denormalise(targets[:, :, : test.out_channels])
     fields = {"torch": test.denormalise(expected), "mindspore": test.denormalise(got)}
     hours = [meta.time_step_hours * (k + 1) for k in range(steps)]

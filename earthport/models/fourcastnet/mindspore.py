@@ -6,7 +6,7 @@ MindSpore's silently different defaults are set explicitly here: ``nn.GELU(appro
 erf form, not MindSpore's tanh default), ``nn.LayerNorm(epsilon=1e-6)`` (NVlabs' eps, not 1e-7), and
 ``nn.Conv2d(pad_mode="valid", has_bias=True)``.
 
-The spectral filter uses ``earthport.migrate.fft`` (native FFT where the backend has it, DFT matmuls
+The spectral filter uses ``earthport.models.layers.mindspore_fft`` (native FFT where the backend has it, DFT matmuls
 otherwise) and runs in float32 whatever the mixed-precision level, as torch's AFNO2D does. The
 block-diagonal complex MLP is one real batched matmul per layer: ``[re, im] @ [[W_re, W_im], [-W_im, W_re]]``
 per block (MindSpore's CPU backend has no einsum). Works in PyNative and GRAPH mode; the grid is static,
@@ -18,13 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from earthport.models.fourcastnet.config import FourCastNetConfig, kept_region
-from earthport.runtime.imports import import_mindspore
+from earthport.optional import import_mindspore
 
 ms = import_mindspore()
 from mindspore import Parameter, nn, ops  # noqa: E402
 from mindspore.common.initializer import Normal, TruncatedNormal, Zero, initializer  # noqa: E402
 
-from earthport.migrate.fft import IRFFT2, RFFT2  # noqa: E402
+from earthport.models.layers.mindspore_fft import IRFFT2, RFFT2  # noqa: E402
 
 
 class ExactGELU(nn.Cell):
@@ -172,7 +172,7 @@ class PatchEmbed(nn.Cell):
 
 class FourCastNet(nn.Cell):
     """AFNONet in MindSpore; ``recompute`` (activation checkpointing) recomputes blocks in the backward;
-    ``fft_backend`` is ``earthport.migrate.fft``'s: auto (probe), native or matmul (faster on CPUs, see
+    ``fft_backend`` is ``earthport.models.layers.mindspore_fft``'s: auto (probe), native or matmul (faster on CPUs, see
     docs/performance.md)."""
 
     def __init__(self, config: FourCastNetConfig, recompute: bool = False, fft_backend: str = "auto"):

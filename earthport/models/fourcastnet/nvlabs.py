@@ -1,21 +1,24 @@
 """NVlabs FourCastNet checkpoints: ``{"model_state": state_dict, ...}`` saved from DDP (``module.`` prefix)
 or not. The config is not stored there, so it is read off the tensor shapes; the grid is not recoverable
-from them alone (``pos_embed`` holds h * w tokens), so it comes from the data or the caller.
+from them alone (``pos_embed`` holds h * w tokens), so it comes from the data or the caller. Framework-free:
+states map names to tensors or numpy arrays, of which only ``.shape`` is read. ``NVLABS`` is the spec's
+``ForeignReader``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
 
-import torch
-
+from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.errors import ConfigError
 from earthport.models.fourcastnet.config import FourCastNetConfig
 
 REQUIRED = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.filter.w1", "blocks.0.mlp.fc1.weight")
 
 
-def model_state(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+def model_state(checkpoint: Mapping) -> dict[str, Any]:
     """The model's state dict from an NVlabs checkpoint (``model_state``) or a bare state dict, ``module.``
     prefixes removed."""
     state = checkpoint.get("model_state", checkpoint)
@@ -24,7 +27,7 @@ def model_state(checkpoint: Mapping) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def config_from_state(state: Mapping[str, torch.Tensor], img_size: tuple[int, int] | None = None) -> FourCastNetConfig:
+def config_from_state(state: Mapping[str, Any], img_size: tuple[int, int] | None = None) -> FourCastNetConfig:
     """A FourCastNetConfig matching ``state``'s shapes. ``img_size`` must be given (from the data); it is
     checked against ``pos_embed``. sparsity_threshold and hard_thresholding_fraction, which no tensor
     records, take NVlabs' values (0.01, 1.0)."""
@@ -58,3 +61,57 @@ def config_from_state(state: Mapping[str, torch.Tensor], img_size: tuple[int, in
         mlp_ratio=mlp_ratio,
         num_blocks=num_blocks,
     )
+
+
+def assumed_grid(state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+    """The h x 2h grid ``pos_embed``'s token count gives (every published FourCastNet is 1:2), with its note."""
+    if not {"pos_embed", "patch_embed.proj.weight"} <= state.keys():
+        return None
+    tokens, patch = int(state["pos_embed"].shape[1]), int(state["patch_embed.proj.weight"].shape[-1])
+    rows = math.isqrt(tokens // 2)
+    if 2 * rows * rows != tokens:
+        raise ConfigError(
+            f"pos_embed holds {tokens} patches of {patch} x {patch}, not an h x 2h grid; "
+            "give the grid with --img-size H,W"
+        )
+    grid = (rows * patch, 2 * rows * patch)
+    return grid, f"img_size {grid} assumed from pos_embed (a 1:2 grid, as every FourCastNet's)"
+
+
+def channels(meta: Any, config: FourCastNetConfig, where: object) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) for a checkpoint without channel names, first fit wins: the data's prognostic plus
+    forcing channels (outputs prognostic); its prognostic channels alone; FourCastNet's 20 channels."""
+    in_chans, out_chans = config.in_chans, config.out_chans
+    prognostic, forcing = meta.with_role("prognostic"), meta.with_role("forcing")
+    if forcing and out_chans == len(prognostic) and in_chans == len(prognostic) + len(forcing):
+        return prognostic + forcing, prognostic
+    if in_chans == out_chans == len(prognostic):
+        return prognostic, prognostic
+    fcn = list(FOURCASTNET_CHANNELS)
+    if in_chans == out_chans == len(fcn) and set(fcn) <= set(meta.names):
+        return fcn, fcn
+    raise ConfigError(
+        f"{where}: the checkpoint reads {in_chans} and writes {out_chans} channels, but the data has "
+        f"{len(prognostic)} prognostic and {len(forcing)} forcing channels and not FourCastNet's 20 ({meta.names})"
+    )
+
+
+class _NVlabs:
+    """``ForeignReader`` of NVlabs checkpoints (``earthport.models.base``)."""
+
+    name = "nvlabs"
+
+    def matches(self, names: Collection[str]) -> bool:
+        return all(key in names for key in REQUIRED)
+
+    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> FourCastNetConfig:
+        return config_from_state(state, grid)
+
+    def assumed_grid(self, state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+        return assumed_grid(state)
+
+    def channels(self, meta: Any, config: FourCastNetConfig, where: object) -> tuple[list[str], list[str]]:
+        return channels(meta, config, where)
+
+
+NVLABS = _NVlabs()

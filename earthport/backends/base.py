@@ -1,0 +1,149 @@
+"""What a framework backend provides, framework-free: the ``Trainer`` and ``Forecaster`` protocols the workflows
+drive, the run state they share, and ``BACKENDS``, the one dict from a framework's name to its package.
+
+A backend package ``earthport.backends.<name>`` has a module ``backend`` with ``TRAINER`` (a ``Trainer``
+class), ``FORECASTER`` (a ``Forecaster`` class), ``bench_steps(spec) -> BenchSteps`` and ``PROBE`` (the
+``Probe`` class parity drives). ``backend(name)`` imports it by name, so the workflows that choose a framework
+never import one themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Iterable, Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from earthport.config import FRAMEWORKS, TrainConfig
+from earthport.data.samples import SamplePairs
+from earthport.errors import DataError, EarthportError
+from earthport.models.base import LoadedModel
+from earthport.optional import import_mindspore
+
+BACKENDS = {"torch": "earthport.backends.torch.backend", "mindspore": "earthport.backends.mindspore.backend"}
+
+
+def backend(name: str) -> ModuleType:
+    """The backend module of framework ``name``; one line saying how to install MindSpore when it is missing."""
+    if name not in BACKENDS:
+        raise EarthportError(f"unknown framework {name!r}; expected one of {list(FRAMEWORKS)}")
+    if name == "mindspore":
+        import_mindspore()
+    return importlib.import_module(BACKENDS[name])
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in every checkpoint so a resumed run continues exactly."""
+
+    epoch: int = 0  # the epoch in progress
+    consumed: int = 0  # samples of that epoch already trained on
+    step: int = 0  # optimizer steps so far
+    best_valid: float = math.inf
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    train_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)  # one entry per finished epoch
+    step_losses: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+@dataclass
+class TrainData:
+    """The data side of a run, shared by every framework: samples, the model's config and the data record."""
+
+    config: TrainConfig
+    train_pairs: SamplePairs
+    valid_pairs: SamplePairs
+    model_config: Any
+    info: dict  # path, channels, static, dt, rows, history, sample counts (saved in checkpoints and the record)
+    init_from: dict | None = None  # the checkpoint a fine-tuning run started from: path, source
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(epoch_size(self.config.max_train_samples, len(self.train_pairs)) / self.config.batch_size)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """[out_channel, rows, lon] bool (True = valid) of the prognostic channels, or None."""
+        mask = self.train_pairs.mask
+        return None if mask is None else mask[self.train_pairs.prognostic]
+
+
+class Batches(Sized, Iterable[tuple[Any, Any]], Protocol):
+    """One epoch's batches, from ``epoch_order`` (a torch DataLoader, a MindSpore dataset iterator, ...)."""
+
+
+class Trainer(Protocol):
+    """The framework part of a run. Batches are (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W])."""
+
+    framework: str
+    suffix: str  # checkpoint suffix: ".pt", ".ckpt" or ".safetensors"
+
+    def batches(self, epoch: int, skip: int) -> Batches: ...
+
+    def train_step(self, inputs: Any, targets: Any) -> float: ...
+
+    def validate(self) -> float: ...
+
+    def learning_rate(self) -> float: ...
+
+    def save(self, path: Path, state: TrainState, full: bool = True) -> None: ...
+
+    def restore(self, path: Path) -> TrainState: ...
+
+    def initialise(self, loaded: LoadedModel) -> None: ...  # start from another run's weights (--init-from)
+
+    def describe(self) -> dict: ...  # record entries: framework, device, parameters, memory, determinism, ...
+
+
+def resumed_state(path: Path, saved: dict) -> TrainState:
+    """The TrainState a checkpoint saved, to continue from (its stop reason cleared)."""
+    try:
+        state = TrainState(**saved)
+    except TypeError as err:
+        raise DataError(path, f"training state with keys {sorted(saved)} does not fit TrainState ({err})") from None
+    state.stop_reason = ""
+    return state
+
+
+def epoch_size(limit: int | None, available: int) -> int:
+    return min(limit, available) if limit else available
+
+
+class PeakMemory:
+    """``reset_peak_memory`` / ``peak_memory`` of ``self.device`` through the backend's ``runtime`` module."""
+
+    runtime: ModuleType
+    device: Any
+
+    def reset_peak_memory(self) -> None:
+        self.runtime.reset_peak_memory(self.device)
+
+    def peak_memory(self) -> dict:
+        return self.runtime.peak_memory(self.device)
+
+
+class Forecaster(Protocol):
+    """The framework part of inference, on one device at one precision (refused at construction if it cannot
+    run there). Arrays in and out are numpy float32, normalised: inputs [B, in, H, W], forcings
+    [B, steps, forcing, H, W] or None, predictions [B, steps, out, H, W]."""
+
+    framework: str
+
+    def attach(self, loaded: LoadedModel) -> None: ...  # the model to forecast with (this framework's module)
+
+    def rollout(self, inputs: np.ndarray, steps: int, forcings: np.ndarray | None) -> np.ndarray: ...
+
+    def step(self, inputs: np.ndarray) -> Callable[[], None]: ...  # one synchronised model step, for timing
+
+    def reset_peak_memory(self) -> None: ...
+
+    def peak_memory(self) -> dict: ...
+
+    def describe(self) -> dict: ...  # "device", and the framework's own record entries

@@ -1,0 +1,1 @@
+"""The MindSpore backend: runtime, AdamW, loader, ops, trainer, forecaster, bench steps, export."""

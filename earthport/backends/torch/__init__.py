@@ -1,0 +1,1 @@
+"""The PyTorch backend: runtime, loader, losses, rollout, trainer, forecaster, bench steps."""

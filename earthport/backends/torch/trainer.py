@@ -1,0 +1,148 @@
+"""The PyTorch side of training: model, AdamW, cosine schedule, grad scaler, checkpoints (``.pt``).
+
+``last.pt`` holds everything to resume (model, AdamW, schedule, grad scaler, the sampler's position in its
+epoch, RNG states, history); ``best.pt`` the model and metadata. With fp32 on the CPU and ``deterministic``,
+a run resumed from ``last.pt`` follows the uninterrupted run's loss trajectory bit for bit. A ``last.ckpt``
+or ``last.safetensors`` written by the MindSpore trainer resumes here through ``earthport.migrate.resume``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from earthport.backends.base import TrainData, TrainState, resumed_state
+from earthport.backends.torch import runtime
+from earthport.backends.torch.loader import torch_loader
+from earthport.backends.torch.losses import LOSSES
+from earthport.backends.torch.rollout import rollout
+from earthport.config import TrainConfig
+from earthport.data.samples import Order
+from earthport.migrate.checkpoint_io import detect, load_checkpoint, save_checkpoint
+from earthport.migrate.resume import check_torch_run, mindspore_run_to_torch
+from earthport.models import registry
+from earthport.models.base import LoadedModel
+
+
+def backward_and_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler, grad_clip: float) -> None:  # fmt: skip
+    """Backward through the grad scaler, unscale and clip to ``grad_clip`` (0: no clipping), then the optimizer
+    step; the scaler skips the step on inf/NaN gradients (fp16) and is a pass-through when disabled."""
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+class TorchTrainer:
+    """``training_loop.Trainer`` for PyTorch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
+
+    framework = "torch"
+    suffix = ".pt"
+
+    def __init__(self, config: TrainConfig, data: TrainData):
+        self.config, self.data = config, data
+        self.determinism = runtime.seed_everything(config.seed, config.deterministic)
+        self.device = runtime.select_device(config.device)
+        self.model = registry.spec(config.model).torch_class()(data.model_config).to(self.device.torch)
+        self.model.activation_checkpointing = config.activation_checkpointing
+        runtime.compile_model(self.model, config.compile)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        t_max = config.max_epochs * data.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t_max)
+        self.scaler = runtime.grad_scaler(self.device, config.precision)
+        mask = data.mask
+        self.mask = None if mask is None else torch.from_numpy(mask).to(self.device.torch)
+        self.loss_fn = LOSSES[config.loss]
+
+    def batches(self, epoch: int, skip: int):
+        pairs = self.data.train_pairs.spread(self.config.max_train_samples)
+        self.model.train()
+        return torch_loader(pairs, self.config.batch_size, Order(epoch, self.config.seed, skip=skip))
+
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """One optimizer step on a batch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
+        device, config = self.device, self.config
+        inputs, targets = inputs.to(device.torch), targets.to(device.torch)
+        steps, n_out = targets.shape[1], len(self.data.train_pairs.prognostic)
+        targets, forcings = targets[:, :, :n_out], targets[:, :, n_out:]
+        self.optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast(device, config.precision):
+            predictions = rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
+            # NVlabs' two_step_training sums the per-step losses
+            loss = sum(self.loss_fn(predictions[:, k], targets[:, k], self.mask) for k in range(steps))
+        backward_and_step(loss, self.model, self.optimizer, self.scaler, config.grad_clip)
+        self.scheduler.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean one-step loss over the validation pairs (fixed order), masked cells skipped."""
+        pairs = self.data.valid_pairs.spread(self.config.max_valid_samples)
+        self.model.eval()
+        total, count = 0.0, 0
+        for inputs, targets in torch_loader(pairs, self.config.batch_size, Order(shuffle=False)):
+            with runtime.autocast(self.device, self.config.precision):
+                prediction = self.model(inputs.to(self.device.torch))
+            target = targets[:, 0, : len(pairs.prognostic)].to(self.device.torch)
+            total += float(self.loss_fn(prediction, target, self.mask)) * len(inputs)
+            count += len(inputs)
+        return total / count
+
+    def learning_rate(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save(self, path: Path, state: TrainState, full: bool = True) -> None:
+        """A checkpoint: always model, config and data; with ``full`` also everything needed to resume."""
+        payload = {
+            "model": self.config.model,
+            "config": self.data.model_config.to_dict(),
+            "model_state": self.model.state_dict(),
+            "data": self.data.info,
+            "train_config": self.config.to_dict(),
+            "epoch": state.epoch,
+            "best_epoch": state.best_epoch,
+        }
+        if full:
+            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+            payload.update(
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                state=dict(state.__dict__),
+                rng={"torch": torch.get_rng_state(), "cuda": cuda_rng},
+            )
+        save_checkpoint(path, payload)
+
+    def restore(self, path: Path) -> TrainState:
+        """Continue from ``path``: earthport's ``last.pt``, or a MindSpore ``last.ckpt``/``.safetensors``."""
+        expected = self.data.model_config.to_dict()
+        if detect(path) == "torch":
+            payload = load_checkpoint(path)
+            check_torch_run(path, payload, self.model, expected)  # names the file and key of what does not fit
+            self.model.load_state_dict(payload["model_state"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            torch.set_rng_state(payload["rng"]["torch"])
+            if payload["rng"]["cuda"]:
+                torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        else:  # a MindSpore run: weights and AdamW state converted by name rules
+            payload = mindspore_run_to_torch(path, self.model, self.optimizer, expected)
+        self.scheduler.load_state_dict(payload["scheduler"])  # its T_max too: the first run's cosine goes on
+        self.scaler.load_state_dict(payload["scaler"])
+        return resumed_state(path, payload["state"])
+
+    def initialise(self, loaded: LoadedModel) -> None:
+        """The model's weights from ``loaded`` (a torch module of the same config), for fine-tuning."""
+        self.model.load_state_dict(loaded.module.state_dict(), strict=True)
+
+    def describe(self) -> dict:
+        return {
+            "framework": self.framework,
+            "device": self.device.to_dict(),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "memory": runtime.peak_memory(self.device),
+            "determinism": self.determinism,
+        }

@@ -1,0 +1,75 @@
+"""Error measures between a reference (PyTorch) and a candidate (MindSpore) array, framework-free.
+
+Relative errors are normalised by the reference's largest magnitude, not elementwise: ``max|a - b| /
+max|a|`` stays meaningful where the reference crosses zero (elementwise ratios blow up there). Relative L2 is
+``||a - b|| / ||a||``. ``first_jump`` names the layer where the error grows by a factor in one step, which is
+where a port most likely differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from earthport.errors import EarthportError
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, where: str = "arrays") -> dict:
+    """max_abs_error, max_rel_error (max|d| / max|ref|), rel_l2_error and the reference scale, in float64."""
+    a = np.asarray(reference, dtype=np.float64)
+    b = np.asarray(candidate, dtype=np.float64)
+    if a.shape != b.shape:
+        raise EarthportError(f"{where}: shapes differ, reference {a.shape} vs candidate {b.shape}")
+    difference = np.abs(a - b)
+    scale = float(np.abs(a).max()) if a.size else 0.0
+    max_abs = float(difference.max()) if a.size else 0.0
+    norm = float(np.linalg.norm(a))
+    return {
+        "max_abs_error": max_abs,
+        "max_rel_error": _ratio(max_abs, scale),
+        "rel_l2_error": _ratio(float(np.linalg.norm(a - b)), norm),
+        "reference_max_abs": scale,
+        "finite": bool(np.isfinite(b).all()),
+    }
+
+
+def compare_channels(reference: np.ndarray, candidate: np.ndarray, names: Sequence[str], axis: int = 1) -> dict:
+    """``compare`` per channel along ``axis`` (e.g. [batch, channel, lat, lon]): {name: measures}."""
+    a, b = np.moveaxis(np.asarray(reference), axis, 0), np.moveaxis(np.asarray(candidate), axis, 0)
+    if len(names) != a.shape[0]:
+        raise EarthportError(f"{len(names)} channel names for {a.shape[0]} channels")
+    return {name: compare(a[i], b[i], where=f"channel {name}") for i, name in enumerate(names)}
+
+
+def first_jump(errors: Sequence[tuple[str, float]], factor: float = 10.0, floor: float = 1e-6) -> str | None:
+    """The first layer whose relative error exceeds ``floor`` and is ``factor`` times its predecessor's
+    (or the first layer above ``floor`` at all); None when the error never jumps."""
+    previous = 0.0
+    for name, error in errors:
+        if error > floor and (previous == 0.0 or error > factor * previous):
+            return name
+        previous = max(error, previous)
+    return None
+
+
+def largest_growth(errors: Sequence[tuple[str, float]]) -> dict | None:
+    """The layer whose relative error grew most over the previous layer's: {"layer", "factor", "error"}."""
+    best: dict | None = None
+    for (_, before), (name, error) in zip(errors, errors[1:], strict=False):
+        factor = error / before if before > 0 else float("inf") if error > 0 else 1.0
+        if best is None or factor > best["factor"]:
+            best = {"layer": name, "factor": factor, "error": error}
+    return best
+
+
+def zonal_power_spectrum(field: np.ndarray) -> np.ndarray:
+    """Power per zonal wavenumber [lon // 2 + 1] of ``field`` [..., lat, lon], averaged over all else."""
+    spectrum = np.abs(np.fft.rfft(np.asarray(field, dtype=np.float64), axis=-1)) ** 2
+    return spectrum.reshape(-1, spectrum.shape[-1]).mean(axis=0)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    if denominator == 0.0:
+        return 0.0 if numerator == 0.0 else float("inf")
+    return numerator / denominator

@@ -1,0 +1,177 @@
+"""The model protocol: what every model folder declares (``ModelSpec``) and what a checkpoint loads into
+(``LoadedModel``). Framework-free: the torch and MindSpore classes are named as ``"module:Class"`` and imported
+only when a backend asks for them, so reading a spec never imports a framework.
+
+A model folder ``earthport/models/<name>/`` holds ``config.py`` (a frozen dataclass with ``to_dict`` and
+``from_dict``, and its presets), ``torch.py`` and ``mindspore.py`` (mirrored module trees built from that config)
+and ``spec.py`` (``SPEC = ModelSpec(...)``); ``earthport.models.registry`` maps the name to the spec.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from earthport.errors import ConfigError, EarthportError
+from earthport.models.rules import Rule
+
+OBJECTIVES = ("forecast", "masked_pretrain")  # what a trainer can be asked to optimise
+
+
+class ForeignReader(Protocol):
+    """A checkpoint format of the model's original project (e.g. NVlabs' FourCastNet): weights without
+    earthport's config or channel names. States map names to arrays (numpy or tensors: only ``.shape`` is read)."""
+
+    name: str  # the source, as records show it ("nvlabs")
+
+    def matches(self, names: Collection[str]) -> bool:
+        """Whether a state with these tensor names is this format."""
+        ...
+
+    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> Any:
+        """The model config read off the tensor shapes; ``grid`` (rows, cols) where shapes cannot tell it."""
+        ...
+
+    def assumed_grid(self, state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+        """A grid to assume when neither the file nor the user gives one, with the note that says so; or None."""
+        ...
+
+    def channels(self, meta: Any, config: Any, where: object) -> tuple[list[str], list[str]]:
+        """(input, output) channel names on the data set ``meta`` for a checkpoint that names none."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything earthport needs to know about a model, in one place.
+
+    ``fit(config, rows, cols, inputs, outputs)`` returns the config fitted to a data set's grid and channel
+    counts; ``grid(config)`` the (rows, cols) the model runs on (at most the data's rows, counted from the
+    north; exactly its columns); ``channels(config)`` the (input, output) channel counts of [B, C, H, W].
+    ``history`` input times are stacked as channels (GraphCast: 2). ``datasets`` are the data kinds the study
+    trains this model on. ``float32_cells`` stay float32 under MindSpore's mixed precision, as torch's
+    autocast keeps them.
+    """
+
+    name: str
+    config: type
+    presets: Mapping[str, Any]
+    torch: str  # "module:Class" of the torch nn.Module
+    mindspore: str  # "module:Class" of the MindSpore nn.Cell
+    fit: Callable[[Any, int, int, int, int], Any]
+    grid: Callable[[Any], tuple[int, int]]
+    channels: Callable[[Any], tuple[int, int]]
+    rules: tuple[Rule, ...] = ()
+    float32_cells: tuple[str, ...] = ()
+    history: int = 1
+    objectives: tuple[str, ...] = ("forecast",)
+    foreign: ForeignReader | None = None
+    datasets: tuple[str, ...] = ("atmosphere",)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.objectives) - set(OBJECTIVES))
+        if unknown or not self.objectives:
+            raise EarthportError(f"model {self.name}: objectives {unknown or '()'} not among {list(OBJECTIVES)}")
+        if self.history < 1:
+            raise EarthportError(f"model {self.name}: history {self.history} must be 1 or more input times")
+
+    def preset(self, name: str) -> Any:
+        if name not in self.presets:
+            raise EarthportError(f"unknown preset {name!r} for {self.name}; available: {sorted(self.presets)}")
+        return self.presets[name]
+
+    def build_config(self, values: Mapping[str, Any], where: object) -> Any:
+        """``config.from_dict(values)``, errors naming ``where`` (a checkpoint, a config file)."""
+        try:
+            return self.config.from_dict(dict(values))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: config {dict(values)} cannot build {self.config.__name__} ({err})") from None
+
+    def torch_class(self) -> type:
+        return resolve(self.torch)
+
+    def mindspore_class(self) -> type:
+        """The MindSpore Cell class (importing it imports MindSpore)."""
+        return resolve(self.mindspore)
+
+    def mindspore_float32(self) -> tuple[type, ...]:
+        return tuple(resolve(target) for target in self.float32_cells)
+
+    def input_shape(self, config: Any, batch: int) -> tuple[int, int, int, int]:
+        """[batch, input channels, rows, cols] of the model's inputs."""
+        return (batch, self.channels(config)[0], *self.grid(config))
+
+    def output_shape(self, config: Any, batch: int) -> tuple[int, int, int, int]:
+        return (batch, self.channels(config)[1], *self.grid(config))
+
+    def check_objective(self, objective: str) -> str:
+        if objective not in self.objectives:
+            raise ConfigError(f"model {self.name} trains with objectives {list(self.objectives)}, not {objective!r}")
+        return objective
+
+
+def resolve(target: str) -> Any:
+    """``"package.module:Name"`` -> the object."""
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        if getattr(err, "name", "") in ("mindspore", "torch"):
+            raise
+        raise EarthportError(f"cannot import {target!r} ({err})") from None
+
+
+@dataclass
+class LoadedModel:
+    """A model (torch ``nn.Module`` or MindSpore ``nn.Cell``) with its config and the data channels it uses.
+
+    ``module`` maps inputs [batch, len(input_channels), H, W] (prognostic, forcing, static, in that order)
+    to outputs [batch, len(output_channels), H, W]; ``dt`` is the data steps per model step.
+    """
+
+    spec: ModelSpec
+    config: Any
+    module: Any
+    input_channels: list[str]
+    output_channels: list[str]
+    static: list[str]
+    dt: int
+    source: str  # "earthport", the foreign reader's name ("nvlabs"), or where the weights were converted from
+    framework: str = "torch"
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.spec.grid(self.config)
+
+    @property
+    def forcings(self) -> list[str]:
+        return [c for c in self.input_channels if c not in self.output_channels and c not in self.static]
+
+    @property
+    def data_channels(self) -> list[str]:
+        """Channels to read from the data set, in model order: prognostic (outputs) then forcings."""
+        return self.output_channels + self.forcings
+
+
+def channels_of(data: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], int]:
+    """(inputs, outputs, static, dt) from a checkpoint's ``data`` entry; static fields come last, listed or not."""
+    static, outputs, inputs = list(data["static"]), list(data["output_channels"]), list(data["input_channels"])
+    inputs += [name for name in static if name not in inputs]
+    return inputs, outputs, static, int(data["dt"])
+
+
+def check_grid(grid: tuple[int, int], rows: int, cols: int, where: object) -> None:
+    """The model's grid must be the data grid, less southern rows at most (FourCastNet's 721 -> 720)."""
+    if grid[0] > rows or grid[1] != cols:
+        raise ConfigError(
+            f"model grid {tuple(grid)} does not fit the data grid {rows} x {cols} of {where}: "
+            f"expected at most {rows} rows and exactly {cols} columns"
+        )

@@ -1,0 +1,45 @@
+"""FourCastNet's spec: AFNO on patches of the grid, one input time, trained to forecast; NVlabs checkpoints load."""
+
+from __future__ import annotations
+
+from earthport.models.base import ModelSpec
+from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
+from earthport.models.fourcastnet.nvlabs import NVLABS
+from earthport.models.rules import Rule
+
+# The LayerNorms (every block's norm1 and norm2, and the final norm NVlabs saves but never applies): MindSpore
+# names their affine parameters gamma and beta.
+_LAYER_NORMS = {"norm": r"(?:blocks\.\d+\.)?norm[12]?"}
+
+
+def fit(config: FourCastNetConfig, rows: int, cols: int, inputs: int, outputs: int) -> FourCastNetConfig:
+    return config.for_data(rows, cols, inputs, outputs)
+
+
+def grid(config: FourCastNetConfig) -> tuple[int, int]:
+    return config.img_size
+
+
+def channels(config: FourCastNetConfig) -> tuple[int, int]:
+    return config.in_chans, config.out_chans
+
+
+SPEC = ModelSpec(
+    name="fourcastnet",
+    config=FourCastNetConfig,
+    presets=PRESETS,
+    torch="earthport.models.fourcastnet.torch:FourCastNet",
+    mindspore="earthport.models.fourcastnet.mindspore:FourCastNet",
+    fit=fit,
+    grid=grid,
+    channels=channels,
+    rules=(
+        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
+        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
+    ),
+    float32_cells=("earthport.models.fourcastnet.mindspore:AFNO2D",),  # the spectral filter, as torch's autocast
+    history=1,
+    objectives=("forecast",),
+    foreign=NVLABS,
+    datasets=("atmosphere", "ocean", "ostia"),
+)
