@@ -24,7 +24,7 @@ from earthport.errors import ConfigError
 from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 SECTIONS = ("model", "data", "optimizer", "train")
-LOSSES = ("mse", "relative_l2")
+LOSSES = ("mse", "relative_l2", "channel_relative_l2")
 PRECISIONS = ("fp32", "bf16", "fp16")
 FRAMEWORKS = ("torch", "mindspore")
 MS_MODES = ("graph", "pynative")
@@ -45,8 +45,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     batch_size: int = 4
     max_epochs: int = 20
-    loss: str = "mse"  # masked MSE, or FourCastNet's relative L2 (LpLoss)
+    loss: str = "mse"  # masked MSE, FourCastNet's relative L2 (LpLoss) or AI-GOMS's channel-wise relative L2
     objective: str = "forecast"  # what the trainer optimises; one of the model spec's objectives
+    mask_ratio: float = 0.75  # masked_pretrain: the share of input tokens hidden from the encoder
     precision: str = "fp32"
     grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
     rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
@@ -95,6 +96,8 @@ class TrainConfig:
         for name in ("lr", "grad_clip", "time_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.mask_ratio < 1:
+            raise ConfigError(f"train.mask_ratio must be in [0, 1), got {self.mask_ratio}")
         for name in ("weight_decay", "min_delta", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")

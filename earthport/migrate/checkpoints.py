@@ -57,6 +57,7 @@ def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides
         raise ConfigError(f"{path}: no model config in the file's metadata; convert it with `earthport convert`")
     spec = foreign_spec(path, saved)
     assert spec.foreign is not None
+    saved.state = spec.foreign.state(saved.state)  # the model's tensors (the original's unused ones left out)
     grid = overrides.pop("img_size", None if data is None else (data.meta.lat.size, data.meta.lon.size))
     if grid is not None and (not isinstance(grid, (list, tuple)) or len(grid) != 2):
         raise ConfigError(f"img_size {grid!r} is not a grid [H, W], e.g. img_size=[720,1440]")

@@ -133,6 +133,10 @@ def _config(spec: ModelSpec, source: io.WeightsFile, grid: tuple[int, int] | Non
         return config
     if spec.foreign is None:
         raise EarthportError(f"{source.path}: no config recorded and none can be read off {spec.name} tensor shapes")
+    kept = spec.foreign.state(source.state)
+    if len(kept) < len(source.state):
+        notes.append(f"not converted (unused by the model): {', '.join(sorted(set(source.state) - set(kept)))}")
+        source.state = kept
     try:
         if grid is None and (assumed := spec.foreign.assumed_grid(source.state)) is not None:
             grid, note = assumed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol
 
 from earthport.errors import ConfigError, EarthportError
@@ -28,6 +28,10 @@ class ForeignReader(Protocol):
 
     def matches(self, names: Collection[str]) -> bool:
         """Whether a state with these tensor names is this format."""
+        ...
+
+    def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The model's tensors of such a state (e.g. without entries the original creates but never uses)."""
         ...
 
     def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> Any:
@@ -112,6 +116,67 @@ class ModelSpec:
         if objective not in self.objectives:
             raise ConfigError(f"model {self.name} trains with objectives {list(self.objectives)}, not {objective!r}")
         return objective
+
+
+class PatchedGridConfig:
+    """What the configs of models on a patched grid share (FourCastNet, AI-GOMS): fields ``img_size`` (H, W),
+    ``patch_size``, ``in_chans`` and ``out_chans``; strict ``from_dict``; ``to_dict`` as JSON; ``for_data``. A
+    mixin of frozen dataclasses: it has no fields of its own."""
+
+    img_size: tuple[int, int]
+    patch_size: int
+    in_chans: int
+    out_chans: int
+
+    def _check_grid(self, positive: tuple[str, ...]) -> None:
+        """``img_size`` a tuple of two positive sizes that ``patch_size`` tiles; the ``positive`` fields >= 1."""
+        object.__setattr__(self, "img_size", tuple(self.img_size))
+        if len(self.img_size) != 2 or min(self.img_size) < 1:
+            raise ConfigError(f"model.img_size {list(self.img_size)} is not a grid [H, W] of positive sizes")
+        for name in ("patch_size", "in_chans", "out_chans", *positive):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.img_size[0] % self.patch_size or self.img_size[1] % self.patch_size:
+            raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid (h, w) = img_size // patch_size."""
+        return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "img_size": list(self.img_size)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Any:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            model = cls.__name__.removesuffix("Config")
+            raise ConfigError(f"unknown {model} config keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def for_data(self, height: int, width: int, in_chans: int, out_chans: int) -> Any:
+        """This config on a data grid: rows the patch cannot tile are cropped from the south (721 -> 720)."""
+        if width % self.patch_size:
+            raise ConfigError(f"grid width {width} is not a multiple of patch_size {self.patch_size}")
+        rows = height - height % self.patch_size
+        return replace(self, img_size=(rows, width), in_chans=in_chans, out_chans=out_chans)  # type: ignore[type-var]
+
+
+def fit_patched(config: PatchedGridConfig, rows: int, cols: int, inputs: int, outputs: int) -> Any:
+    """``ModelSpec.fit`` of a ``PatchedGridConfig``."""
+    return config.for_data(rows, cols, inputs, outputs)
+
+
+def patched_grid(config: PatchedGridConfig) -> tuple[int, int]:
+    """``ModelSpec.grid`` of a ``PatchedGridConfig``: its img_size."""
+    return config.img_size
+
+
+def patched_channels(config: PatchedGridConfig) -> tuple[int, int]:
+    """``ModelSpec.channels`` of a ``PatchedGridConfig``: (in_chans, out_chans)."""
+    return config.in_chans, config.out_chans
 
 
 def resolve(target: str) -> Any:

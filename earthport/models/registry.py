@@ -13,6 +13,7 @@ from earthport.models.base import ModelSpec, resolve
 
 MODELS: dict[str, str] = {
     "fourcastnet": "earthport.models.fourcastnet.spec:SPEC",
+    "aigoms": "earthport.models.aigoms.spec:SPEC",
 }
 DEFAULT = "fourcastnet"  # the model commands use when none is named
 ENVIRONMENT = "EARTHPORT_MODELS"

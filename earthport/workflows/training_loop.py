@@ -34,7 +34,7 @@ from earthport.backends.base import TrainData, Trainer, TrainState
 from earthport.config import TrainConfig, write_config
 from earthport.data.fcn import FcnDirectory
 from earthport.data.samples import SamplePairs
-from earthport.errors import DataError, EarthportError
+from earthport.errors import ConfigError, DataError, EarthportError
 from earthport.migrate.checkpoint_io import read_extra
 from earthport.models import registry
 from earthport.progress import console, progress_bar
@@ -53,6 +53,8 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
     static = {name: directory.static(name) for name in config.static}
     spec = registry.spec(config.model)
     spec.check_objective(config.objective)
+    if config.objective == "masked_pretrain" and config.rollout_steps != 1:
+        raise ConfigError(f"masked_pretrain trains one step, not rollout_steps={config.rollout_steps}")
     probe = SamplePairs(directory.series("train"), stats, config.dt, 1, static, history=spec.history)
     height, width = directory.meta.shape[1:]
     model_config = spec.fit(spec.preset(config.preset), height, width, probe.in_channels, probe.out_channels)

@@ -37,9 +37,22 @@ def relative_l2(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
     return (difference / ops.sqrt((target**2).reshape(batch, -1).sum(axis=1))).mean()
 
 
+def channel_relative_l2(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+    """AI-GOMS's channel-wise relative L2: ||p - t|| / ||t|| per sample and channel over the valid cells, averaged
+    over batch and channels."""
+    pred, target = pred.astype(ms.float32), target.astype(ms.float32)
+    if mask is not None:
+        valid = mask.astype(ms.float32)
+        pred, target = pred * valid, target * valid
+    batch, channels = pred.shape[0], pred.shape[1]
+    difference = ops.sqrt(((pred - target) ** 2).reshape(batch, channels, -1).sum(axis=2))
+    return (difference / ops.sqrt((target**2).reshape(batch, channels, -1).sum(axis=2))).mean()
+
+
 LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor | None], Tensor]] = {
     "mse": masked_mse,
     "relative_l2": relative_l2,
+    "channel_relative_l2": channel_relative_l2,
 }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earthport.backends.base import TrainData, TrainState, resumed_state
+from earthport.backends.base import TrainData, TrainState, resumed_state, token_permutations
 from earthport.backends.mindspore import runtime
 from earthport.backends.mindspore.loader import mindspore_dataset
 from earthport.backends.mindspore.ops import LOSSES, gradient_update, rollout
@@ -76,7 +76,8 @@ class MindSporeTrainer:
         mask = data.mask
         self.mask = None if mask is None else Tensor(mask)
         self.loss_fn = LOSSES[config.loss]
-        self._step = runtime.compile_step(self._make_step(), config.ms_mode)
+        masked = config.objective == "masked_pretrain"
+        self._step = runtime.compile_step(self._make_masked_step() if masked else self._make_step(), config.ms_mode)
         self._predict = runtime.compile_step(self._make_predict(), config.ms_mode)
 
     def _make_step(self):
@@ -102,6 +103,25 @@ class MindSporeTrainer:
 
         return step
 
+    def _make_masked_step(self):
+        """masked_pretrain: the one-step loss of the model on the tokens ``ids`` [B, L] leaves visible, then as
+        ``_make_step``."""
+        n_out, ratio, scaler = len(self.data.train_pairs.prognostic), self.config.mask_ratio, self.scaler
+        net, loss_fn, mask, optimizer = self.forward_net, self.loss_fn, self.mask, self.optimizer
+
+        def forward(inputs, targets, ids):
+            loss = loss_fn(net(inputs, ratio, ids), targets[:, 0], mask)
+            return loss if scaler is None else scaler.scale(loss)
+
+        grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
+        update = gradient_update(optimizer, scaler, self.config.grad_clip)
+
+        def step(inputs, targets, ids):
+            loss, grads = grad_fn(inputs, targets[:, :, :n_out], ids)
+            return update(loss, grads)
+
+        return step
+
     def _make_predict(self):
         net, loss_fn, mask = self.forward_net, self.loss_fn, self.mask
 
@@ -118,7 +138,10 @@ class MindSporeTrainer:
     def train_step(self, inputs: Tensor, targets: Tensor) -> float:
         """One optimizer step on a batch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
         ops.assign(self.optimizer.lrs[0], Tensor(self.schedule.lr, ms.float32))
-        loss = float(self._step(inputs, targets).asnumpy())  # asnumpy fences: the step is done
+        tokens = int(getattr(self.data.model_config, "tokens", 0))
+        ids = token_permutations(self.config, tokens, inputs.shape[0], self.schedule.last_epoch)
+        extra = () if ids is None else (Tensor(ids),)
+        loss = float(self._step(inputs, targets, *extra).asnumpy())  # asnumpy fences: the step is done
         self.schedule.step()
         return loss
 

@@ -28,4 +28,14 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     return (difference / torch.linalg.vector_norm(target.flatten(1), dim=1)).mean()
 
 
-LOSSES = {"mse": masked_mse, "relative_l2": relative_l2}
+def channel_relative_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """AI-GOMS's channel-wise relative L2 (the original's ``channel_wise_LpLoss``): ||p - t|| / ||t|| per sample and
+    channel over the valid cells (land out of numerator and denominator), averaged over batch and channels."""
+    pred, target = pred.float(), target.float()
+    if mask is not None:
+        pred, target = pred * mask, target * mask
+    difference = torch.linalg.vector_norm((pred - target).flatten(2), dim=2)
+    return (difference / torch.linalg.vector_norm(target.flatten(2), dim=2)).mean()
+
+
+LOSSES = {"mse": masked_mse, "relative_l2": relative_l2, "channel_relative_l2": channel_relative_l2}

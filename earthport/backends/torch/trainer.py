@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from earthport.backends.base import TrainData, TrainState, resumed_state
+from earthport.backends.base import TrainData, TrainState, resumed_state, token_permutations
 from earthport.backends.torch import runtime
 from earthport.backends.torch.loader import torch_loader
 from earthport.backends.torch.losses import LOSSES
@@ -71,12 +71,22 @@ class TorchTrainer:
         targets, forcings = targets[:, :, :n_out], targets[:, :, n_out:]
         self.optimizer.zero_grad(set_to_none=True)
         with runtime.autocast(device, config.precision):
-            predictions = rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
+            predictions = self._predict(inputs, steps, forcings)
             # NVlabs' two_step_training sums the per-step losses
             loss = sum(self.loss_fn(predictions[:, k], targets[:, k], self.mask) for k in range(steps))
         backward_and_step(loss, self.model, self.optimizer, self.scaler, config.grad_clip)
         self.scheduler.step()
         return float(loss.detach())
+
+    def _predict(self, inputs: torch.Tensor, steps: int, forcings: torch.Tensor) -> torch.Tensor:
+        """[B, steps, out, H, W]: a rollout, or (masked_pretrain) one step of the model on the visible tokens."""
+        ids = token_permutations(self.config, self._tokens(), len(inputs), self.scheduler.last_epoch)
+        if ids is None:
+            return rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
+        return self.model(inputs, self.config.mask_ratio, torch.from_numpy(ids).long().to(inputs.device))[:, None]
+
+    def _tokens(self) -> int:
+        return int(getattr(self.data.model_config, "tokens", 0))
 
     @torch.no_grad()
     def validate(self) -> float:

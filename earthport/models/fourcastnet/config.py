@@ -7,14 +7,15 @@ Presets size the network; ``img_size``, ``in_chans`` and ``out_chans`` follow th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 
 from earthport.checks import check_fields
 from earthport.errors import ConfigError
+from earthport.models.base import PatchedGridConfig
 
 
 @dataclass(frozen=True)
-class FourCastNetConfig:
+class FourCastNetConfig(PatchedGridConfig):
     """AFNONet hyper-parameters (NVlabs names). ``patch_size`` is square, as NVlabs' ``params.patch_size``."""
 
     img_size: tuple[int, int] = (720, 1440)
@@ -32,45 +33,11 @@ class FourCastNetConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, "model", ConfigError)
-        object.__setattr__(self, "img_size", tuple(self.img_size))
-        if len(self.img_size) != 2 or min(self.img_size) < 1:
-            raise ConfigError(f"model.img_size {list(self.img_size)} is not a grid [H, W] of positive sizes")
-        for name in ("patch_size", "in_chans", "out_chans", "embed_dim", "depth", "num_blocks"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        height, width = self.img_size
-        if height % self.patch_size or width % self.patch_size:
-            raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        self._check_grid(("embed_dim", "depth", "num_blocks"))
         if self.embed_dim % self.num_blocks:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_blocks {self.num_blocks}")
         if not 0 < self.hard_thresholding_fraction <= 1:
             raise ConfigError(f"hard_thresholding_fraction {self.hard_thresholding_fraction} is not in (0, 1]")
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """Token grid (h, w) = img_size // patch_size."""
-        return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["img_size"] = list(self.img_size)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FourCastNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown FourCastNet config keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    def for_data(self, height: int, width: int, in_chans: int, out_chans: int) -> FourCastNetConfig:
-        """This config on a data grid: rows the patch cannot tile are cropped from the south (721 -> 720)."""
-        rows = height - height % self.patch_size
-        cols = width - width % self.patch_size
-        if cols != width:
-            raise ConfigError(f"grid width {width} is not a multiple of patch_size {self.patch_size}")
-        return replace(self, img_size=(rows, cols), in_chans=in_chans, out_chans=out_chans)
 
 
 PRESETS: dict[str, FourCastNetConfig] = {

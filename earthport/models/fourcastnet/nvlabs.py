@@ -104,6 +104,9 @@ class _NVlabs:
     def matches(self, names: Collection[str]) -> bool:
         return all(key in names for key in REQUIRED)
 
+    def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(state)
+
     def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> FourCastNetConfig:
         return config_from_state(state, grid)
 

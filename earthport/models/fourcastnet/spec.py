@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from earthport.models.base import ModelSpec
+from earthport.models.base import ModelSpec, fit_patched, patched_channels, patched_grid
 from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
 from earthport.models.fourcastnet.nvlabs import NVLABS
 from earthport.models.rules import Rule
@@ -12,27 +12,15 @@ from earthport.models.rules import Rule
 _LAYER_NORMS = {"norm": r"(?:blocks\.\d+\.)?norm[12]?"}
 
 
-def fit(config: FourCastNetConfig, rows: int, cols: int, inputs: int, outputs: int) -> FourCastNetConfig:
-    return config.for_data(rows, cols, inputs, outputs)
-
-
-def grid(config: FourCastNetConfig) -> tuple[int, int]:
-    return config.img_size
-
-
-def channels(config: FourCastNetConfig) -> tuple[int, int]:
-    return config.in_chans, config.out_chans
-
-
 SPEC = ModelSpec(
     name="fourcastnet",
     config=FourCastNetConfig,
     presets=PRESETS,
     torch="earthport.models.fourcastnet.torch:FourCastNet",
     mindspore="earthport.models.fourcastnet.mindspore:FourCastNet",
-    fit=fit,
-    grid=grid,
-    channels=channels,
+    fit=fit_patched,
+    grid=patched_grid,
+    channels=patched_channels,
     rules=(
         Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
         Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),

@@ -1,0 +1,33 @@
+"""AI-GOMS's spec: a masked autoencoder with 1-D Fourier token mixing, one input day, pre-trained with masking
+and fine-tuned to forecast; the original project's checkpoints load."""
+
+from __future__ import annotations
+
+from earthport.models.aigoms.config import PRESETS, AIGOMSConfig
+from earthport.models.aigoms.original import ORIGINAL
+from earthport.models.base import ModelSpec, fit_patched, patched_channels, patched_grid
+from earthport.models.rules import Rule
+
+# Every LayerNorm (each block's norm1 and norm2, the encoder's norm, decoder_norm): MindSpore's gamma and beta.
+_LAYER_NORMS = {"norm": r"(?:(?:decoder_)?blocks\.\d+\.norm[12]|norm|decoder_norm)"}
+
+
+SPEC = ModelSpec(
+    name="aigoms",
+    config=AIGOMSConfig,
+    presets=PRESETS,
+    torch="earthport.models.aigoms.torch:AIGOMS",
+    mindspore="earthport.models.aigoms.mindspore:AIGOMS",
+    fit=fit_patched,
+    grid=patched_grid,
+    channels=patched_channels,
+    rules=(
+        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
+        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
+    ),
+    float32_cells=("earthport.models.aigoms.mindspore:AFNO1D",),  # the spectral filter, as in torch
+    history=1,
+    objectives=("forecast", "masked_pretrain"),
+    foreign=ORIGINAL,
+    datasets=("ocean", "ostia"),
+)

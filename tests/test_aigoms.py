@@ -1,0 +1,162 @@
+"""AI-GOMS: the original's module tree and sizes, a deterministic forward, masking, the original's checkpoints, and
+the same outputs and gradients in MindSpore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from earthport.models import registry
+from earthport.models.aigoms.config import PRESETS, AIGOMSConfig
+from earthport.models.aigoms.sincos import sincos_2d
+from earthport.models.aigoms.torch import AIGOMS
+
+TINY = PRESETS["tiny"]
+
+
+def test_tiny_forward_is_deterministic_and_keeps_the_shapes():
+    model = AIGOMS(TINY).eval()
+    x = torch.randn(2, TINY.in_chans, *TINY.img_size)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+        masked = model(x, mask_ratio=0.75)
+    assert first.shape == (2, TINY.out_chans, *TINY.img_size) and masked.shape == first.shape
+    assert torch.equal(first, second)  # the original shuffled tokens on every call: forecasts were random
+
+
+def test_masking_with_a_given_permutation_is_reproducible_and_the_identity_keeps_everything():
+    model = AIGOMS(TINY).eval()
+    x = torch.randn(1, TINY.in_chans, *TINY.img_size)
+    ids = torch.argsort(torch.rand(1, TINY.tokens, generator=torch.Generator().manual_seed(3)), dim=1)
+    with torch.no_grad():
+        a, b = model(x, 0.5, ids), model(x, 0.5, ids)
+        identity = model(x, 1e-9, torch.arange(TINY.tokens)[None])  # keeps all but rounds down one token
+    assert torch.equal(a, b) and not torch.equal(a, model(x))
+    assert identity.shape == a.shape
+
+
+def test_the_paper_model_has_the_published_size_less_the_unused_fc_norm():
+    """113,891,901 trainable parameters with the original's never-applied fc_norm (LayerNorm(512): 1,024)."""
+    config = AIGOMSConfig()
+    per_block = lambda d: 8 * d * d + 4 * d * (d // config.num_blocks) + 13 * d  # noqa: E731  (the original's formula)
+    d, dd, p = config.embed_dim, config.decoder_embed_dim, config.patch_size
+    expected = (67 * d * p * p + d + config.depth * per_block(d) + 2 * d + d * dd + dd + dd
+                + config.decoder_depth * per_block(dd) + 2 * dd + dd * 61 * p * p + 61)  # fmt: skip
+    assert expected == 113_891_901 - 1024 and config.tokens == 16_200
+
+
+def test_sincos_position_embedding_encodes_columns_then_rows():
+    embedding = sincos_2d(8, (2, 3))[0]  # tokens i * 3 + j
+    assert embedding.shape == (6, 8)
+    first = np.float32([np.sin(1.0), np.sin(1.0 / 10000**0.5)])  # position 1: sin(1 x omega), omega = 1, 1e-2
+    np.testing.assert_array_equal(embedding[1, :2], first)  # token 1 is column 1, row 0
+    np.testing.assert_array_equal(embedding[3, 4:6], first)  # token 3 is column 0, row 1
+    np.testing.assert_array_equal(embedding[0], [0, 0, 1, 1, 0, 0, 1, 1])
+
+
+def test_an_original_checkpoint_loads_with_its_unused_fc_norm_and_ddp_prefix(tmp_path, ocean_dir):
+    from earthport.data.fcn import FcnDirectory
+    from earthport.migrate.checkpoints import load
+
+    data = FcnDirectory(ocean_dir)
+    meta = data.meta
+    inputs = len(meta.with_role("prognostic")) + len(meta.with_role("forcing"))
+    config = AIGOMSConfig(img_size=(16, 32), patch_size=4, in_chans=inputs, out_chans=len(meta.with_role("prognostic")),
+                          embed_dim=32, depth=1, decoder_embed_dim=64, decoder_depth=1, num_blocks=4)  # fmt: skip
+    model = AIGOMS(config).eval()
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    state["module.fc_norm.weight"], state["module.fc_norm.bias"] = torch.ones(32), torch.zeros(32)
+    torch.save({"model_state": state, "epoch": 7}, tmp_path / "best_ckpt.tar")
+    loaded = load(tmp_path / "best_ckpt.tar", "torch", data)
+    assert loaded.model == "aigoms" and loaded.source == "ai-goms original" and loaded.config == config
+    x = torch.randn(1, inputs, 16, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), model(x))
+
+
+@pytest.mark.mindspore
+def test_mindspore_gives_the_same_outputs_and_gradients_masked_or_not():
+    pytest.importorskip("mindspore")
+    from earthport.backends.mindspore.probe import MindSporeProbe
+    from earthport.backends.torch.probe import TorchProbe
+    from earthport.metrics import parity
+    from earthport.migrate import bridge
+
+    pair = bridge.build_pair("aigoms", TINY, seed=0)
+    assert pair.report.ok and {"norm.gamma", "decoder_norm.beta", "blocks.0.norm1.gamma"} <= set(pair.names.values())
+    x = np.random.default_rng(0).standard_normal((2, TINY.in_chans, *TINY.img_size)).astype(np.float32)
+    torch_probe, ms_probe = TorchProbe(pair.reference), MindSporeProbe(pair.candidate)
+    for graph in (False, True):
+        assert parity.compare(torch_probe.forward(x), ms_probe.forward(x, graph=graph))["max_rel_error"] < 1e-5
+    target = np.random.default_rng(1).standard_normal((2, TINY.out_chans, *TINY.img_size)).astype(np.float32)
+    _, torch_grads = torch_probe.gradients(x, target, None, "mse")
+    _, ms_grads = ms_probe.gradients(x, target, None, "mse")
+    for name, grad in torch_grads.items():
+        got = ms_grads[pair.names[name]]
+        if grad is None:  # the mask token at ratio 0: unused
+            assert not np.abs(got).max(), name
+        else:
+            assert parity.compare(grad, got)["max_rel_error"] < 1e-4, name
+    import mindspore as ms
+
+    ids = np.argsort(np.random.default_rng(2).random((2, TINY.tokens)), axis=1)
+    with torch.no_grad():
+        want = pair.reference(torch.from_numpy(x), 0.75, torch.from_numpy(ids)).numpy()
+    got = pair.candidate(ms.Tensor(x), 0.75, ms.Tensor(ids.astype(np.int32))).asnumpy()
+    assert parity.compare(want, got)["max_rel_error"] < 1e-5
+
+
+def test_the_spec_is_registered_and_fits_a_data_set():
+    spec = registry.spec("aigoms")
+    fitted = spec.fit(spec.preset("tiny"), 721, 1440, 67, 61)
+    assert spec.grid(fitted) == (720, 1440) and spec.channels(fitted) == (67, 61)
+
+
+def test_channel_wise_relative_l2_leaves_land_out_of_both_norms():
+    from earthport.backends.torch.losses import channel_relative_l2
+
+    target = torch.ones(1, 2, 2, 2)
+    pred = target.clone()
+    pred[0, 0, 0, 0] = 3.0  # an error of 2 in one valid cell of channel 0
+    pred[0, 1, 1, 1] = 100.0  # a huge error on land in channel 1
+    mask = torch.ones(2, 2, 2, dtype=torch.bool)
+    mask[1, 1, 1] = False
+    # channel 0: ||(2, 0, 0, 0)|| / ||(1, 1, 1, 1)|| = 1; channel 1: 0 over its three valid cells; mean 0.5
+    assert float(channel_relative_l2(pred, target, mask)) == pytest.approx(0.5)
+    assert float(channel_relative_l2(pred, target, None)) > 10  # land counted, the loss would be dominated
+
+
+@pytest.mark.parametrize("framework", ["torch", pytest.param("mindspore", marks=pytest.mark.mindspore)])
+def test_masked_pretraining_then_fine_tuning(ocean_dir, tmp_path, framework):
+    """--objective masked_pretrain hides the same tokens in both frameworks (seeded by step); --init-from then
+    fine-tunes to forecast from its weights; FourCastNet, which cannot mask, refuses the objective."""
+    if framework == "mindspore":
+        pytest.importorskip("mindspore")
+    from earthport.config import TrainConfig
+    from earthport.errors import ConfigError
+    from earthport.workflows.train import train
+
+    quick = {"model": "aigoms", "device": "cpu", "batch_size": 4, "max_train_samples": 8, "max_valid_samples": 4,
+             "framework": framework, "loss": "channel_relative_l2", "static": ("orography",)}  # fmt: skip
+    pre = train(TrainConfig(objective="masked_pretrain", max_epochs=2, **quick), ocean_dir, tmp_path / "pre",
+                progress=False)  # fmt: skip
+    assert pre["train_config"]["objective"] == "masked_pretrain" and len(pre["step_losses"]) == 4
+    suffix = "pt" if framework == "torch" else "ckpt"
+    tuned = train(TrainConfig(max_epochs=1, **quick), ocean_dir, tmp_path / "tuned", progress=False,
+                  init_from=tmp_path / "pre" / f"last.{suffix}")  # fmt: skip
+    assert tuned["init_from"]["source"] == "earthport"
+    with pytest.raises(ConfigError, match="objectives"):
+        train(TrainConfig(objective="masked_pretrain", device="cpu"), ocean_dir, tmp_path / "fcn", progress=False)
+
+
+def test_the_masks_are_seeded_by_step_and_keep_the_asked_share():
+    from earthport.backends.base import token_permutations
+    from earthport.config import TrainConfig
+
+    config = TrainConfig(model="aigoms", objective="masked_pretrain", seed=3)
+    ids = token_permutations(config, 128, 2, step=5)
+    assert ids.shape == (2, 128) and all(sorted(row) == list(range(128)) for row in ids.tolist())
+    assert np.array_equal(ids, token_permutations(config, 128, 2, step=5))
+    assert not np.array_equal(ids, token_permutations(config, 128, 2, step=6))
+    assert token_permutations(TrainConfig(), 128, 2, step=5) is None
