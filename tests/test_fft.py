@@ -153,7 +153,7 @@ def test_crop_and_zero_pad(fft, ms, backend):
         close(got.asnumpy(), want.numpy(), f"irfft n={n} from 14")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", (*BACKENDS, "factorised"))
 def test_rfft_irfft_1d(fft, ms, backend):
     rng = np.random.default_rng(4)
     for i, (n, norm) in enumerate(itertools.product((16, 15, 7), NORMS)):
@@ -246,6 +246,39 @@ def test_fft_backend_choice(fft, ms, monkeypatch):
     assert fft.fft_backend() == "native"
     ok, reason = fft._cached_probe(ms.get_context("device_target"), ms.__version__)
     assert ok and "CPU" in reason
+
+
+@pytest.mark.parametrize("n", [128, 99, 127, 16200])  # a power of two, odd, prime (no factors), AI-GOMS's tokens
+def test_four_step_transforms_match_torch_at_any_length(fft, ms, n):
+    rng = np.random.default_rng(n)
+    x = randn(rng, 2, n, 3)
+    want = torch.fft.rfft(torch.from_numpy(x), dim=1, norm="ortho")
+    got = as_np(fft.RFFT(n, dim=1, norm="ortho", backend="factorised")(ms.Tensor(x)))
+    close(got[0], want.real.numpy(), f"four-step rfft {n} real")
+    close(got[1], want.imag.numpy(), f"four-step rfft {n} imag")
+    re, im = randn(rng, *want.shape), randn(rng, *want.shape)
+    expected = torch.fft.irfft(torch.complex(torch.from_numpy(re), torch.from_numpy(im)), n=n, dim=1, norm="ortho")
+    got = fft.IRFFT(n, dim=1, norm="ortho", backend="factorised")(ms.Tensor(re), ms.Tensor(im))
+    close(got.asnumpy(), expected.numpy(), f"four-step irfft {n}")
+
+
+@pytest.mark.parametrize("n", [128, 99])
+def test_four_step_gradients_match_torch_autograd(fft, ms, n):
+    rng = np.random.default_rng(n)
+    cell, torch_fn = fft.RFFT(n, norm="ortho", backend="factorised"), functools.partial(torch_rfft, norm="ortho")
+    check_grads(ms, cell, torch_fn, [randn(rng, 4, n)], [randn(rng, 4, n // 2 + 1) for _ in range(2)], "rfft")
+    cell = fft.IRFFT(n, norm="ortho", backend="factorised")
+    torch_fn = functools.partial(torch_irfft, n=n, norm="ortho")
+    spectrum = [randn(rng, 4, n // 2 + 1) for _ in range(2)]
+    check_grads(ms, cell, torch_fn, spectrum, [randn(rng, 4, n)], "irfft")
+
+
+def test_long_transforms_without_a_native_fft_take_four_steps(fft, ms, monkeypatch):
+    monkeypatch.delenv("EARTHPORT_FFT", raising=False)
+    monkeypatch.setattr(fft, "_cached_probe", lambda target, version: (False, "no FFT kernel"))
+    assert fft.fft_backend(longest=16200) == "factorised"  # a DFT matrix pair of 16,200 x 8,101: about 1 GB
+    assert fft.fft_backend(longest=2048) == "matmul"
+    assert fft.RFFT(16200, dim=1, norm="ortho").backend == "factorised"
 
 
 def test_bad_arguments_name_the_thing(fft, ms):

@@ -59,3 +59,43 @@ def c2r_matrix(n_in: int, n: int, norm: str) -> np.ndarray:
     imag_weight = np.where(edge, 0.0, real_weight)
     cos, sin = cos_sin(n_in, n, n, norm_scale(n, norm, inverse=True))
     return np.concatenate([real_weight[:, None] * cos, -imag_weight[:, None] * sin])
+
+
+def factor_pair(n: int) -> tuple[int, int]:
+    """n = p * q with p the largest divisor not above sqrt(n) (p = 1 for a prime: no saving, still exact)."""
+    p = max(d for d in range(1, int(np.sqrt(n)) + 1) if n % d == 0)
+    return p, n // p
+
+
+def four_step_matrices(n: int, norm: str, inverse: bool) -> dict[str, np.ndarray]:
+    """Constants of the Cooley-Tukey four-step DFT of length n = p * q (torch's sign and norm conventions).
+
+    With x[q * a + b] laid out as X[a, b] ([p, q]): ``A = first @ X`` (the length-p DFTs over a, left form [k1, a]),
+    ``B = A * twiddle`` ([k1, b], the norm folded in), ``Y = B @ second`` (the length-q DFTs over b, right form
+    [b, k2]); the transform's entry k1 + p * k2 is ``Y[k1, k2]``. Each is a (cos, sin) pair of exp(+-2 pi i ...).
+    """
+    p, q = factor_pair(n)
+    sign = 1.0 if inverse else -1.0
+    a = np.arange(p)
+    b = np.arange(q)
+    first = 2 * np.pi * ((a[:, None] * a[None, :]) % p) / p
+    twiddle = 2 * np.pi * ((a[:, None] * b[None, :]) % n) / n
+    second = 2 * np.pi * ((b[:, None] * b[None, :]) % q) / q
+    scale = norm_scale(n, norm, inverse)
+    return {
+        "first_cos": np.cos(first), "first_sin": sign * np.sin(first),
+        "twiddle_cos": scale * np.cos(twiddle), "twiddle_sin": scale * sign * np.sin(twiddle),
+        "second_cos": np.cos(second), "second_sin": sign * np.sin(second),
+    }  # fmt: skip
+
+
+def hermitian_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For ``irfft(z, n)`` from z's n//2+1 frequencies: (indices into z giving the full spectrum's entries
+    n//2+1 .. n-1 as conjugates, the 0/1 weight of z's imaginary parts: 0 at frequency 0 and, even n, n/2)."""
+    modes = n // 2 + 1
+    mirrored = n - np.arange(modes, n)
+    keep_imag = np.ones(modes)
+    keep_imag[0] = 0.0
+    if n % 2 == 0:
+        keep_imag[n // 2] = 0.0
+    return mirrored, keep_imag

@@ -1,6 +1,6 @@
 """``torch.fft`` real transforms for MindSpore, as Cells that take and return (real, imag) pairs.
 
-Two implementations with the same numbers, picked per backend by :func:`fft_backend`:
+Three implementations with the same numbers, picked per backend by :func:`fft_backend`:
 
 - ``native``: MindSpore's ``ops.rfft2/irfft2/rfft/irfft`` (complex64 in the middle).
 - ``matmul``: the DFT as real matrix products (MindEarth's way, for chips without FFT or complex types); no complex
@@ -9,6 +9,9 @@ Two implementations with the same numbers, picked per backend by :func:`fft_back
   input (re and im); a complex axis takes one concat of [re; im] along that axis and two matmuls [2n -> n]; the c2r
   axis one concat and one matmul. RFFT2 is 4 matmuls + 1 concat, IRFFT2 3 matmuls + 2 concats. An axis that is not
   last is contracted with the matrix on the left (``[m, n] @ [P, n, S]``), so nothing is ever transposed.
+- ``factorised`` (1-D ``RFFT``/``IRFFT`` only; 2-D transforms take the matmul path): the four-step transform of
+  ``mindspore_four_step``, for lengths whose DFT matrix is too large (AI-GOMS's 16,200 tokens) on a backend
+  without a native FFT.
 
 Torch's ``irfft2`` on non-Hermitian input is reproduced: the inverse complex FFT over ``dim[0]``, then the c2r over
 ``dim[1]``, which ignores the imaginary parts at frequency 0 and (even W) W/2 (their matrix rows are exactly zero).
@@ -37,14 +40,16 @@ import numpy as np
 
 from earthport.errors import EarthportError
 from earthport.models.layers.dft import NORMS, c2r_matrix, cfft_matrices, rfft_matrices
+from earthport.models.layers.mindspore_four_step import FourStepIRFFT, FourStepRFFT
 from earthport.optional import import_mindspore
 
 ms = import_mindspore()
 from mindspore import Tensor, nn, ops  # noqa: E402
 
-BACKENDS = ("native", "matmul")
+BACKENDS = ("native", "matmul", "factorised")  # factorised: 1-D only (``mindspore_four_step``)
 ENV_VAR = "EARTHPORT_FFT"
 MATMUL_FASTER_UP_TO = 1440  # points per axis: up to the 0.25-degree longitude count the DFT matmuls won on CPU
+FACTORISED_FROM = 4096  # longer 1-D transforms without a native FFT: four steps (a DFT pair would be >= 64 MiB)
 MAX_MATRIX_ELEMENTS = 2**27  # 512 MiB of float32 per DFT matrix: beyond that the matmul path is the wrong tool
 
 
@@ -113,17 +118,19 @@ def fft_backend(requested: str = "auto", longest: int = 0) -> str:
     if requested in BACKENDS:
         return requested
     if requested != "auto":
-        raise EarthportError(f"FFT backend {requested!r} is not one of 'auto', 'native', 'matmul'")
+        raise EarthportError(f"FFT backend {requested!r} is not one of 'auto', {', '.join(map(repr, BACKENDS))}")
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
         if env not in BACKENDS:
-            raise EarthportError(f"${ENV_VAR}={env!r} is not one of 'native', 'matmul'")
+            raise EarthportError(f"${ENV_VAR}={env!r} is not one of {', '.join(map(repr, BACKENDS))}")
         return env
     target = ms.get_context("device_target")
     if target == "CPU" and 0 < longest <= MATMUL_FASTER_UP_TO:
         return "matmul"
     ok, _ = _cached_probe(target, ms.__version__)
-    return "native" if ok else "matmul"
+    if ok:
+        return "native"
+    return "factorised" if longest > FACTORISED_FROM else "matmul"
 
 
 # --- graph-friendly helpers used inside construct ----------------------------------------------------------------
@@ -288,12 +295,17 @@ class RFFT(_Transform):
         super().__init__(norm, backend, max(_sizes(size, 1, "size") + (_sizes(n, 1, "n") if n else ())))
         self.size, self.dim = _sizes(size, 1, "size")[0], _dims(dim, 1)[0]
         self.n = self.size if n is None else _sizes(n, 1, "n")[0]
-        if not self._native:
+        self._four_step = FourStepRFFT(self.n, self.dim, norm) if self.backend == "factorised" else None
+        if self._four_step is not None and self.n != self.size:
+            raise EarthportError(f"factorised RFFT: n={self.n} must equal the input size {self.size}")
+        if not self._native and self._four_step is None:
             self._mats = tuple(_pair(m) for m in rfft_matrices(self.size, self.n, norm))
 
     def construct(self, x: Tensor) -> tuple[Tensor, Tensor]:
         axis = _axis(self.dim, len(x.shape), "RFFT")
         _check_size(x, axis, self.size, "RFFT input")
+        if self._four_step is not None:
+            return self._four_step(x)
         if self._native:
             y = ops.rfft(x, n=self.n, dim=self.dim, norm=self.norm)
             return ops.real(y), ops.imag(y)
@@ -311,13 +323,18 @@ class IRFFT(_Transform):
         super().__init__(norm, backend, _sizes(n, 1, "n")[0])
         self.n, self.dim = _sizes(n, 1, "n")[0], _dims(dim, 1)[0]
         self.in_size = self.n // 2 + 1 if in_size is None else _sizes(in_size, 1, "in_size")[0]
-        if not self._native:
+        self._four_step = FourStepIRFFT(self.n, self.dim, norm) if self.backend == "factorised" else None
+        if self._four_step is not None and self.in_size != self.n // 2 + 1:
+            raise EarthportError(f"factorised IRFFT: in_size={self.in_size} must be n//2+1 = {self.n // 2 + 1}")
+        if not self._native and self._four_step is None:
             self._mat = _pair(c2r_matrix(self.in_size, self.n, norm))
 
     def construct(self, real: Tensor, imag: Tensor) -> Tensor:
         axis = _axis(self.dim, len(real.shape), "IRFFT")
         _check_size(real, axis, self.in_size, "IRFFT real")
         _check_pair(real, imag, "IRFFT")
+        if self._four_step is not None:
+            return self._four_step(real, imag)
         if self._native:
             return ops.irfft(self._complex(real, imag), n=self.n, dim=self.dim, norm=self.norm)
         return _along(_stack(real, imag, axis), self._mat, axis)
