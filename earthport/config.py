@@ -47,7 +47,11 @@ class TrainConfig:
     max_epochs: int = 20
     loss: str = "mse"  # masked MSE, FourCastNet's relative L2 (LpLoss) or AI-GOMS's channel-wise relative L2
     objective: str = "forecast"  # what the trainer optimises; one of the model spec's objectives
-    mask_ratio: float = 0.75  # masked_pretrain: the share of input tokens hidden from the encoder
+    mask_ratio: float = 0.75  # masked_pretrain: the share of input tokens hidden from the encoder...
+    mask_epochs: tuple[int, ...] = ()  # ...after these epochs (1-based, increasing) of the schedule below
+    mask_ratios: tuple[float, ...] = ()  # up to mask_epochs[i]: mask_ratios[i] (the original: 3, 20, 40 / 0, .75, .25)
+    region: tuple[float, ...] = ()  # (south, north, west, east) degrees: weigh the loss there by region_weight...
+    region_weight: float = 0.9  # ...and elsewhere by 1 - region_weight (the original AI-GOMS: the Kuroshio box)
     precision: str = "fp32"
     grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
     rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
@@ -96,8 +100,17 @@ class TrainConfig:
         for name in ("lr", "grad_clip", "time_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.mask_ratio < 1:
-            raise ConfigError(f"train.mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.region and (len(self.region) != 4 or not 0 < self.region_weight <= 1):
+            raise ConfigError(f"train.region {list(self.region)} must be [south, north, west, east] in degrees and "
+                              f"region_weight {self.region_weight} in (0, 1]")  # fmt: skip
+        for name in ("mask_epochs", "mask_ratios", "region"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not all(0 <= r < 1 for r in (self.mask_ratio, *self.mask_ratios)):
+            raise ConfigError(f"train.mask_ratio and mask_ratios must be in [0, 1), got {self.mask_ratio}, "
+                              f"{list(self.mask_ratios)}")  # fmt: skip
+        if len(self.mask_epochs) != len(self.mask_ratios) or list(self.mask_epochs) != sorted(set(self.mask_epochs)):
+            raise ConfigError(f"train.mask_epochs {list(self.mask_epochs)} must increase and pair with mask_ratios "
+                              f"{list(self.mask_ratios)}")  # fmt: skip
         for name in ("weight_decay", "min_delta", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")

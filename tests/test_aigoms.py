@@ -139,8 +139,9 @@ def test_masked_pretraining_then_fine_tuning(ocean_dir, tmp_path, framework):
 
     quick = {"model": "aigoms", "device": "cpu", "batch_size": 4, "max_train_samples": 8, "max_valid_samples": 4,
              "framework": framework, "loss": "channel_relative_l2", "static": ("orography",)}  # fmt: skip
-    pre = train(TrainConfig(objective="masked_pretrain", max_epochs=2, **quick), ocean_dir, tmp_path / "pre",
-                progress=False)  # fmt: skip
+    schedule = {"mask_epochs": (1,), "mask_ratios": (0.0,), "mask_ratio": 0.5}  # unmasked, then half the tokens
+    pre = train(TrainConfig(objective="masked_pretrain", max_epochs=2, **schedule, **quick), ocean_dir,
+                tmp_path / "pre", progress=False)  # fmt: skip
     assert pre["train_config"]["objective"] == "masked_pretrain" and len(pre["step_losses"]) == 4
     suffix = "pt" if framework == "torch" else "ckpt"
     tuned = train(TrainConfig(max_epochs=1, **quick), ocean_dir, tmp_path / "tuned", progress=False,
@@ -148,6 +149,21 @@ def test_masked_pretraining_then_fine_tuning(ocean_dir, tmp_path, framework):
     assert tuned["init_from"]["source"] == "earthport"
     with pytest.raises(ConfigError, match="objectives"):
         train(TrainConfig(objective="masked_pretrain", device="cpu"), ocean_dir, tmp_path / "fcn", progress=False)
+
+
+def test_the_mask_ratio_follows_its_schedule_by_epoch():
+    from earthport.backends.base import mask_ratio_at
+    from earthport.config import TrainConfig
+    from earthport.errors import ConfigError
+
+    original = TrainConfig(objective="masked_pretrain", mask_epochs=(3, 20, 40), mask_ratios=(0, 0.75, 0.25),
+                           mask_ratio=0.0)  # fmt: skip
+    assert [mask_ratio_at(original, e) for e in (0, 2, 3, 19, 20, 39, 40, 100)] == [0, 0, 0.75, 0.75, 0.25, 0.25, 0, 0]
+    assert mask_ratio_at(TrainConfig(), 5) == 0.0  # forecasting never masks
+    with pytest.raises(ConfigError, match="must increase"):
+        TrainConfig(mask_epochs=(5, 3), mask_ratios=(0.1, 0.2))
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        TrainConfig(mask_ratio=1.0)
 
 
 def test_the_masks_are_seeded_by_step_and_keep_the_asked_share():
@@ -160,3 +176,33 @@ def test_the_masks_are_seeded_by_step_and_keep_the_asked_share():
     assert np.array_equal(ids, token_permutations(config, 128, 2, step=5))
     assert not np.array_equal(ids, token_permutations(config, 128, 2, step=6))
     assert token_permutations(TrainConfig(), 128, 2, step=5) is None
+
+
+def test_region_weighting_weighs_the_box_and_counts_in_every_loss(ocean_dir, tmp_path):
+    """The Kuroshio-style box: weight w inside, 1 - w outside, land 0; a run with it trains and records it."""
+    from earthport.config import TrainConfig
+    from earthport.errors import ConfigError
+    from earthport.metrics.weights import region_weights
+    from earthport.workflows.train import train
+
+    lat, lon = np.array([45.0, 30.0, 15.0]), np.array([0.0, 120.0, 150.0, 240.0, 350.0])
+    weights = region_weights(lat, lon, (20, 50, 122.5, 180), 0.9)
+    np.testing.assert_allclose(weights, [[0.1, 0.1, 0.9, 0.1, 0.1]] * 2 + [[0.1] * 5], atol=1e-7)
+    wrapped = region_weights(lat, lon - 180, (-90, 90, 340, 10), 0.5)  # lon -180..180, a box across 0 E
+    assert wrapped[0].tolist() == [0.5, 0.5, 0.5, 0.5, 0.5]
+    wrapped = region_weights(lat, lon, (-90, 90, 340, 10), 0.8)
+    np.testing.assert_allclose(wrapped[0], [0.8, 0.2, 0.2, 0.2, 0.8], atol=1e-7)
+    config = TrainConfig(model="aigoms", device="cpu", batch_size=4, max_train_samples=8, max_valid_samples=4,
+                         max_epochs=1, loss="channel_relative_l2", region=(-10, 10, 0, 90))  # fmt: skip
+    record = train(config, ocean_dir, tmp_path / "run", progress=False)
+    assert list(record["train_config"]["region"]) == [-10, 10, 0, 90] and np.isfinite(record["best_valid_loss"])
+    from earthport.backends.torch.losses import LOSSES
+
+    map_ = torch.from_numpy(weights)[None]  # [1 channel, lat, lon]
+    target = torch.ones(1, 1, 3, 5)
+    inside, outside = target.clone(), target.clone()
+    inside[0, 0, 0, 2], outside[0, 0, 0, 0] = 2.0, 2.0  # the same error, in the box or out of it
+    for name, loss in LOSSES.items():  # every loss weighs the box 9 times the rest
+        assert float(loss(inside, target, map_)) > float(loss(outside, target, map_)), name
+    with pytest.raises(ConfigError, match="region"):
+        TrainConfig(region=(1, 2, 3))

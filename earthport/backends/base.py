@@ -22,6 +22,7 @@ import numpy as np
 from earthport.config import FRAMEWORKS, TrainConfig
 from earthport.data.samples import SamplePairs
 from earthport.errors import DataError, EarthportError
+from earthport.metrics.weights import region_weights
 from earthport.models.base import LoadedModel
 from earthport.optional import import_mindspore
 
@@ -70,9 +71,16 @@ class TrainData:
 
     @property
     def mask(self) -> np.ndarray | None:
-        """[out_channel, rows, lon] bool (True = valid) of the prognostic channels, or None."""
-        mask = self.train_pairs.mask
-        return None if mask is None else mask[self.train_pairs.prognostic]
+        """What the losses weigh cells by: [out_channel, rows, lon] bool (True = valid) of the prognostic
+        channels, or None; with a ``region`` in the config, float32 weights (land 0, the region ``region_weight``,
+        elsewhere 1 - ``region_weight``), which every loss takes as it takes the mask."""
+        pairs, config = self.train_pairs, self.config
+        mask = None if pairs.mask is None else pairs.mask[pairs.prognostic]
+        if not config.region:
+            return mask
+        weights = region_weights(pairs.lat, pairs.series.meta.lon, config.region, config.region_weight)
+        valid = np.ones((len(pairs.prognostic), *weights.shape), np.float32) if mask is None else mask
+        return (valid * weights).astype(np.float32)
 
 
 class Batches(Sized, Iterable[tuple[Any, Any]], Protocol):
@@ -120,6 +128,15 @@ def token_permutations(config: TrainConfig, tokens: int, batch: int, step: int) 
         return None
     noise = np.random.default_rng([config.seed, step]).random((batch, tokens))
     return np.argsort(noise, axis=1).astype(np.int32)
+
+
+def mask_ratio_at(config: TrainConfig, epoch: int) -> float:
+    """The masked_pretrain ratio of ``epoch`` (0-based): the schedule's first entry with mask_epochs[i] >= epoch + 1,
+    else ``mask_ratio``; 0 for other objectives."""
+    if config.objective != "masked_pretrain":
+        return 0.0
+    return next((r for e, r in zip(config.mask_epochs, config.mask_ratios, strict=True) if epoch + 1 <= e),
+                config.mask_ratio)  # fmt: skip
 
 
 def epoch_size(limit: int | None, available: int) -> int:

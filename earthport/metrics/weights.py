@@ -68,3 +68,17 @@ def _cell_areas(lat: np.ndarray) -> np.ndarray:
     bounds = np.clip(np.concatenate([[lower], middle, [upper]]), -90.0, 90.0)
     areas = np.abs(np.diff(np.sin(np.deg2rad(bounds))))
     return areas if step[0] > 0 else areas[::-1]
+
+
+def region_weights(lat: np.ndarray, lon: np.ndarray, box: tuple[float, ...], weight: float) -> np.ndarray:
+    """[lat, lon] float32: ``weight`` inside ``box`` = (south, north, west, east) in degrees, 1 - ``weight``
+    outside (the original AI-GOMS's region weighting, e.g. 0.9 on the Kuroshio box). Longitudes are compared in
+    [0, 360), and a box whose west edge is east of its east edge wraps through 0 degrees."""
+    south, north, west, east = (float(v) for v in box)
+    if not (-90 <= south < north <= 90) or not 0 < weight <= 1:
+        raise DataError("region", f"box {box} needs -90 <= south < north <= 90 and weight {weight} in (0, 1]")
+    lat, lon = np.asarray(lat, np.float64), np.mod(np.asarray(lon, np.float64), 360.0)
+    west, east = west % 360.0, east % 360.0
+    in_lon = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+    inside = ((lat >= south) & (lat <= north))[:, None] & in_lon[None, :]
+    return np.where(inside, weight, 1.0 - weight).astype(np.float32)

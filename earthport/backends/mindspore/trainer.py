@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earthport.backends.base import TrainData, TrainState, resumed_state, token_permutations
+from earthport.backends.base import TrainData, TrainState, mask_ratio_at, resumed_state, token_permutations
 from earthport.backends.mindspore import runtime
 from earthport.backends.mindspore.loader import mindspore_dataset
 from earthport.backends.mindspore.ops import LOSSES, gradient_update, rollout
@@ -76,8 +76,9 @@ class MindSporeTrainer:
         mask = data.mask
         self.mask = None if mask is None else Tensor(mask)
         self.loss_fn = LOSSES[config.loss]
-        masked = config.objective == "masked_pretrain"
-        self._step = runtime.compile_step(self._make_masked_step() if masked else self._make_step(), config.ms_mode)
+        self._epoch = 0  # the epoch in progress (the masking schedule)
+        self._masked_steps: dict[float, object] = {}  # masked_pretrain: one compiled step per mask ratio
+        self._step = runtime.compile_step(self._make_step(), config.ms_mode)
         self._predict = runtime.compile_step(self._make_predict(), config.ms_mode)
 
     def _make_step(self):
@@ -103,10 +104,10 @@ class MindSporeTrainer:
 
         return step
 
-    def _make_masked_step(self):
-        """masked_pretrain: the one-step loss of the model on the tokens ``ids`` [B, L] leaves visible, then as
-        ``_make_step``."""
-        n_out, ratio, scaler = len(self.data.train_pairs.prognostic), self.config.mask_ratio, self.scaler
+    def _make_masked_step(self, ratio: float):
+        """masked_pretrain at ``ratio``: the one-step loss of the model on the tokens ``ids`` [B, L] leaves visible,
+        then as ``_make_step``."""
+        n_out, scaler = len(self.data.train_pairs.prognostic), self.scaler
         net, loss_fn, mask, optimizer = self.forward_net, self.loss_fn, self.mask, self.optimizer
 
         def forward(inputs, targets, ids):
@@ -131,6 +132,7 @@ class MindSporeTrainer:
         return predict
 
     def batches(self, epoch: int, skip: int) -> _Epoch:
+        self._epoch = epoch
         pairs = self.data.train_pairs.spread(self.config.max_train_samples)
         self.net.set_train(True)
         return _Epoch(mindspore_dataset(pairs, self.config.batch_size, Order(epoch, self.config.seed, skip=skip)))
@@ -140,8 +142,13 @@ class MindSporeTrainer:
         ops.assign(self.optimizer.lrs[0], Tensor(self.schedule.lr, ms.float32))
         tokens = int(getattr(self.data.model_config, "tokens", 0))
         ids = token_permutations(self.config, tokens, inputs.shape[0], self.schedule.last_epoch)
-        extra = () if ids is None else (Tensor(ids),)
-        loss = float(self._step(inputs, targets, *extra).asnumpy())  # asnumpy fences: the step is done
+        if ids is None:
+            loss = float(self._step(inputs, targets).asnumpy())  # asnumpy fences: the step is done
+        else:
+            ratio = mask_ratio_at(self.config, self._epoch)
+            if ratio not in self._masked_steps:
+                self._masked_steps[ratio] = runtime.compile_step(self._make_masked_step(ratio), self.config.ms_mode)
+            loss = float(self._masked_steps[ratio](inputs, targets, Tensor(ids)).asnumpy())
         self.schedule.step()
         return loss
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from earthport.backends.base import TrainData, TrainState, resumed_state, token_permutations
+from earthport.backends.base import TrainData, TrainState, mask_ratio_at, resumed_state, token_permutations
 from earthport.backends.torch import runtime
 from earthport.backends.torch.loader import torch_loader
 from earthport.backends.torch.losses import LOSSES
@@ -57,8 +57,10 @@ class TorchTrainer:
         mask = data.mask
         self.mask = None if mask is None else torch.from_numpy(mask).to(self.device.torch)
         self.loss_fn = LOSSES[config.loss]
+        self._epoch = 0  # the epoch in progress (the masking schedule)
 
     def batches(self, epoch: int, skip: int):
+        self._epoch = epoch
         pairs = self.data.train_pairs.spread(self.config.max_train_samples)
         self.model.train()
         return torch_loader(pairs, self.config.batch_size, Order(epoch, self.config.seed, skip=skip))
@@ -83,7 +85,8 @@ class TorchTrainer:
         ids = token_permutations(self.config, self._tokens(), len(inputs), self.scheduler.last_epoch)
         if ids is None:
             return rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
-        return self.model(inputs, self.config.mask_ratio, torch.from_numpy(ids).long().to(inputs.device))[:, None]
+        ratio = mask_ratio_at(self.config, self._epoch)
+        return self.model(inputs, ratio, torch.from_numpy(ids).long().to(inputs.device))[:, None]
 
     def _tokens(self) -> int:
         return int(getattr(self.data.model_config, "tokens", 0))
