@@ -170,12 +170,12 @@ def test_the_masks_are_seeded_by_step_and_keep_the_asked_share():
     from earthport.backends.base import token_permutations
     from earthport.config import TrainConfig
 
-    config = TrainConfig(model="aigoms", objective="masked_pretrain", seed=3)
-    ids = token_permutations(config, 128, 2, step=5)
+    config, model = TrainConfig(model="aigoms", objective="masked_pretrain", seed=3), TINY  # 128 tokens
+    ids = token_permutations(config, model, 2, step=5)
     assert ids.shape == (2, 128) and all(sorted(row) == list(range(128)) for row in ids.tolist())
-    assert np.array_equal(ids, token_permutations(config, 128, 2, step=5))
-    assert not np.array_equal(ids, token_permutations(config, 128, 2, step=6))
-    assert token_permutations(TrainConfig(), 128, 2, step=5) is None
+    assert np.array_equal(ids, token_permutations(config, model, 2, step=5))
+    assert not np.array_equal(ids, token_permutations(config, model, 2, step=6))
+    assert token_permutations(TrainConfig(), model, 2, step=5) is None
 
 
 def test_region_weighting_weighs_the_box_and_counts_in_every_loss(ocean_dir, tmp_path):

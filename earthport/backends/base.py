@@ -120,13 +120,13 @@ def resumed_state(path: Path, saved: dict) -> TrainState:
     return state
 
 
-def token_permutations(config: TrainConfig, tokens: int, batch: int, step: int) -> np.ndarray | None:
-    """The masked_pretrain permutations of optimizer step ``step``: [batch, tokens] int32, each row a random
-    permutation whose first ``int(tokens * (1 - mask_ratio))`` entries are the tokens the encoder sees; seeded by
+def token_permutations(config: TrainConfig, model_config: Any, batch: int, step: int) -> np.ndarray | None:
+    """The masked_pretrain permutations of optimizer step ``step``: [batch, model_config.tokens] int32, each row a
+    random permutation whose first ``int(tokens * (1 - mask_ratio))`` entries are the tokens the encoder sees; seeded by
     (seed, step), so both frameworks and a resumed run mask the same tokens. None for other objectives."""
     if config.objective != "masked_pretrain":
         return None
-    noise = np.random.default_rng([config.seed, step]).random((batch, tokens))
+    noise = np.random.default_rng([config.seed, step]).random((batch, model_config.tokens))
     return np.argsort(noise, axis=1).astype(np.int32)
 
 

@@ -37,7 +37,7 @@ def load(checkpoint: str | Path, framework: str, data: Any = None, overrides: di
     if data is not None:
         check_grid(spec.grid(config), data.meta.lat.size, data.meta.lon.size, data.root)
     inputs, outputs, static, dt = channels
-    return LoadedModel(spec, config, module, inputs, outputs, static, dt, source, framework)
+    return LoadedModel(spec, config, module, inputs, outputs, static, dt, source)
 
 
 def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides: dict):

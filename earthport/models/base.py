@@ -206,7 +206,6 @@ class LoadedModel:
     static: list[str]
     dt: int
     source: str  # "earthport", the foreign reader's name ("nvlabs"), or where the weights were converted from
-    framework: str = "torch"
 
     @property
     def model(self) -> str:

@@ -1,7 +1,7 @@
 """Model names -> their specs (``"module:SPEC"``, imported on first use): the one list of models.
 
 Models outside earthport join without editing it: ``EARTHPORT_MODELS="name=package.module:SPEC,..."`` in the
-environment (read by every process, so bench workers and study stages see them too), or ``register`` in-process.
+environment (read by every process, so bench workers and study stages see them too).
 """
 
 from __future__ import annotations
@@ -43,11 +43,3 @@ def spec(name: str) -> ModelSpec:
         raise EarthportError(f"{targets[name]} is not the ModelSpec of {name!r}")
     return found
 
-
-def register(name: str, target: str) -> None:
-    """Add (or replace) ``name`` -> ``"module:SPEC"`` in this process."""
-    MODELS[name] = target
-
-
-def unregister(name: str) -> None:
-    MODELS.pop(name, None)

@@ -93,9 +93,8 @@ def _pair(spec: ModelSpec, config: Any, seed: int, reference: Any) -> _Pair:
     from earthport.migrate import bridge
 
     built = bridge.build_pair(spec.name, config, seed, reference=reference)
-    probes = (backend(name).PROBE for name in ("torch", "mindspore"))
-    torch_probe, ms_probe = (probe(module, spec.history) for probe, module in
-                             zip(probes, (built.reference, built.candidate), strict=True))  # fmt: skip
+    torch_probe = backend("torch").PROBE(built.reference, spec.history)
+    ms_probe = backend("mindspore").PROBE(built.candidate, spec.history)
     return _Pair(built.reference, torch_probe, ms_probe, built.names, built.report)
 
 

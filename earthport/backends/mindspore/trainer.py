@@ -140,8 +140,7 @@ class MindSporeTrainer:
     def train_step(self, inputs: Tensor, targets: Tensor) -> float:
         """One optimizer step on a batch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
         ops.assign(self.optimizer.lrs[0], Tensor(self.schedule.lr, ms.float32))
-        tokens = int(getattr(self.data.model_config, "tokens", 0))
-        ids = token_permutations(self.config, tokens, inputs.shape[0], self.schedule.last_epoch)
+        ids = token_permutations(self.config, self.data.model_config, inputs.shape[0], self.schedule.last_epoch)
         if ids is None:
             loss = float(self._step(inputs, targets).asnumpy())  # asnumpy fences: the step is done
         else:

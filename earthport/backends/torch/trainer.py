@@ -82,14 +82,11 @@ class TorchTrainer:
 
     def _predict(self, inputs: torch.Tensor, steps: int, forcings: torch.Tensor) -> torch.Tensor:
         """[B, steps, out, H, W]: a rollout, or (masked_pretrain) one step of the model on the visible tokens."""
-        ids = token_permutations(self.config, self._tokens(), len(inputs), self.scheduler.last_epoch)
+        ids = token_permutations(self.config, self.data.model_config, len(inputs), self.scheduler.last_epoch)
         if ids is None:
             return rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
         ratio = mask_ratio_at(self.config, self._epoch)
         return self.model(inputs, ratio, torch.from_numpy(ids).long().to(inputs.device))[:, None]
-
-    def _tokens(self) -> int:
-        return int(getattr(self.data.model_config, "tokens", 0))
 
     @torch.no_grad()
     def validate(self) -> float:
