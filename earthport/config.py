@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from earthport.checks import check_fields
+from earthport.data.samples import FORCING_DAYS
 from earthport.errors import ConfigError
 from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
@@ -41,6 +42,7 @@ class TrainConfig:
     channels: tuple[str, ...] | None = None  # default: every prognostic and forcing channel
     static: tuple[str, ...] = ()  # static fields from DIR/static/NAME.h5 added to the inputs
     dt: int = 1  # steps between input and target
+    forcing_day: str = "target"  # the forcings that go with a state: the predicted day's ("target") or its own
     lr: float = 5e-4
     weight_decay: float = 0.01
     batch_size: int = 4
@@ -88,6 +90,7 @@ class TrainConfig:
             ("framework", FRAMEWORKS),
             ("ms_mode", MS_MODES),
             ("checkpoint_format", CHECKPOINT_FORMATS),
+            ("forcing_day", FORCING_DAYS),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
@@ -121,7 +124,7 @@ class TrainConfig:
 
 _SECTION_KEYS = {
     "model": ("model", "preset"),
-    "data": ("channels", "static", "dt", "max_train_samples", "max_valid_samples"),
+    "data": ("channels", "static", "dt", "forcing_day", "max_train_samples", "max_valid_samples"),
     "optimizer": ("lr", "weight_decay", "grad_clip"),
 }  # every other key belongs to "train" (objective, loss, ...)
 

@@ -22,8 +22,9 @@ from earthport.models.fourcastnet.torch import FourCastNet
 from earthport.workflows.infer import infer, initial_conditions
 
 
-def earthport_checkpoint(path, data_dir, static=(), dt=1, seed=0):
-    """An untrained tiny FourCastNet for ``data_dir`` saved as an earthport checkpoint; returns the model."""
+def earthport_checkpoint(path, data_dir, static=(), dt=1, seed=0, forcing_day=None):
+    """An untrained tiny FourCastNet for ``data_dir`` saved as an earthport checkpoint; returns the model. Without
+    ``forcing_day`` the file is one written before that key existed."""
     meta = FcnDirectory(data_dir).meta
     prognostic, forcing = meta.with_role("prognostic"), meta.with_role("forcing")
     inputs = prognostic + forcing + list(static)
@@ -31,6 +32,7 @@ def earthport_checkpoint(path, data_dir, static=(), dt=1, seed=0):
     torch.manual_seed(seed)
     model = FourCastNet(config).eval()
     data = {"input_channels": inputs, "output_channels": prognostic, "static": list(static), "dt": dt}
+    data.update({"forcing_day": forcing_day} if forcing_day else {})
     save_checkpoint(path, {"model": "fourcastnet", "config": config.to_dict(), "model_state": model.state_dict(),
                            "data": {**data, "rows": config.img_size[0]}})  # fmt: skip
     return model
@@ -45,25 +47,26 @@ def nvlabs_checkpoint(path, grid, channels=20, seed=1):
     return model
 
 
-def manual_rollout(model, data_dir, start, steps, dt=1, static=()):
+def manual_rollout(model, data_dir, start, steps, dt=1, static=(), lead=0):
     """Physical forecasts [steps, prognostic, lat, lon] from test-split index ``start``, built from the raw
-    files: z-scores (0 on land), static fields z-scored over the grid, true forcings fed at each step."""
+    files: z-scores (0 on land), static fields z-scored over the grid, true forcings fed at each step (those
+    ``lead`` data steps after the state they go with)."""
     data = FcnDirectory(data_dir)
     meta, stats = data.meta, data.stats()
     prognostic = [meta.names.index(n) for n in meta.with_role("prognostic")]
     forcing = [meta.names.index(n) for n in meta.with_role("forcing")]
-    fields = data.series("test").read(start, start + dt * steps + 1)
+    fields = data.series("test").read(start, start + dt * steps + lead + 1)
     z = (fields - stats.means[0]) / stats.stds[0]
     if data.mask is not None:
         z = np.where(data.mask, z, 0)
     fixed = [(f - f.mean()) / f.std() for f in (data.static(name) for name in static)]
-    x = np.concatenate([z[0, prognostic + forcing], *[f[None] for f in fixed]])
+    x = np.concatenate([z[0, prognostic], z[lead, forcing], *[f[None] for f in fixed]])
     out = []
     with torch.no_grad():
         for k in range(1, steps + 1):
             y = model(torch.from_numpy(np.ascontiguousarray(x[None], np.float32)))[0].numpy()
             out.append(y * stats.stds[0, prognostic] + stats.means[0, prognostic])
-            x = np.concatenate([y, z[k * dt, forcing], *[f[None] for f in fixed]])
+            x = np.concatenate([y, z[k * dt + lead, forcing], *[f[None] for f in fixed]])
     return np.stack(out)
 
 
@@ -159,8 +162,11 @@ def test_nvlabs_grid_errors(atmosphere_dir, tmp_path):
     assert not (tmp_path / "a.nc").exists()
 
 
-def test_ocean_forcings_and_mask(ocean_dir, tmp_path):
-    model = earthport_checkpoint(tmp_path / "ocean.pt", ocean_dir)
+@pytest.mark.parametrize("forcing_day", [None, "target"])
+def test_ocean_forcings_and_mask(ocean_dir, tmp_path, forcing_day):
+    """The true forcings are fed with each state: the state's own day for a file written before ``forcing_day``
+    existed (how it was trained), the predicted day's for a "target" file."""
+    model = earthport_checkpoint(tmp_path / "ocean.pt", ocean_dir, forcing_day=forcing_day)
     record = infer(tmp_path / "ocean.pt", ocean_dir, steps=2, out=tmp_path / "fc.nc", device="cpu", max_inits=2,
                    latency_repeats=1)  # fmt: skip
     data = FcnDirectory(ocean_dir)
@@ -171,8 +177,9 @@ def test_ocean_forcings_and_mask(ocean_dir, tmp_path):
         starts = ((ds["init_time"].values - data.series("test").time[0]) // np.timedelta64(1, "D")).astype(int)
     mask = data.mask[: written.shape[2]]
     assert np.isnan(written[:, :, ~mask]).all() and np.isfinite(written[:, :, mask]).all()
-    expected = manual_rollout(model, ocean_dir, int(starts[-1]), steps=2)
+    expected = manual_rollout(model, ocean_dir, int(starts[-1]), steps=2, lead=1 if forcing_day else 0)
     np.testing.assert_allclose(written[-1][:, mask], expected[:, mask], rtol=1e-5, atol=1e-4)
+    assert record["forcing_day"] == (forcing_day or "input")
     scores = pd.DataFrame(record["scores"])
     assert scores["rmse"].notna().all() and scores["channel"].nunique() == 21
 

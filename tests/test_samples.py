@@ -7,6 +7,7 @@ import pytest
 
 from earthport.backends.torch.loader import torch_loader
 from earthport.data.fcn import FcnDirectory
+from earthport.errors import DataError
 from earthport.data.samples import Order, SamplePairs, epoch_order, valid_starts
 
 
@@ -51,6 +52,27 @@ def test_two_input_times_stack_oldest_first(ocean_dir):
     np.testing.assert_array_equal(targets, one[2][1])
     np.testing.assert_array_equal(two.current(inputs[None])[0], now[:21])
     assert two.time_index(0) == one.time_index(2) == 2 and two.input_names == one.input_names
+
+
+def test_forcing_day_pairs_each_state_with_the_predicted_days_forcings(ocean_dir):
+    """forcing_day="target" (the default): a state at s comes with the forcings at s + dt, in the inputs and in the
+    targets alike, so a rollout feeds the day it predicts; "input": the state's own day (the original's training)."""
+    data = FcnDirectory(ocean_dir)
+    series = data.series("train")
+    target = SamplePairs(series, data.stats(), dt=2, steps=2, history=2)
+    own = SamplePairs(series, data.stats(), dt=2, steps=2, history=2, forcing_day="input")
+    assert len(target) == len(own) - 2 and target.lead == 2 and own.lead == 0
+    fields = target.normalise(series.read(0, 11))  # times 0 .. 10
+    inputs, targets = target[0]
+    want = [np.concatenate([fields[s, :21], fields[s + 2, 21:]]) for s in (0, 2, 4, 6)]
+    np.testing.assert_array_equal(inputs, np.concatenate(want[:2]))
+    np.testing.assert_array_equal(targets, np.stack(want[2:]))
+    np.testing.assert_array_equal(target.forcings(0), fields[[6, 8], 21:])
+    inputs, targets = own[0]
+    np.testing.assert_array_equal(inputs, fields[[0, 2]].reshape(-1, *fields.shape[2:]))
+    np.testing.assert_array_equal(targets, fields[[4, 6]])
+    with pytest.raises(DataError, match="forcing_day"):
+        SamplePairs(series, data.stats(), forcing_day="tomorrow")
 
 
 def test_a_rollout_with_two_input_times_shifts_them():

@@ -11,7 +11,9 @@ import torch
 from earthport.backends.torch.losses import masked_mse, relative_l2
 from earthport.cli import main
 from earthport.config import TrainConfig
+from earthport.data.fcn import FcnDirectory
 from earthport.errors import EarthportError
+from earthport.migrate import checkpoints
 from earthport.migrate.checkpoint_io import load_checkpoint
 from earthport.workflows.train import train
 
@@ -87,6 +89,8 @@ def test_ocean_with_forcings_masks_and_two_step_loss(ocean_dir, tmp_path):
     assert record["data"]["input_channels"][-4:] == ["u10", "v10", "t2m", "msl"]
     assert record["model_config"]["in_chans"] == 25 + 1 and record["model_config"]["out_chans"] == 21
     assert np.isfinite(record["step_losses"]).all()
+    loaded = checkpoints.load(tmp_path / "run" / "last.pt", "torch", FcnDirectory(ocean_dir))
+    assert record["data"]["forcing_day"] == loaded.forcing_day == "target"  # what the rollout will feed
 
 
 def test_bf16_runs_on_cpu(atmosphere_dir, tmp_path):

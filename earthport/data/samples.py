@@ -8,6 +8,11 @@
 
 The loss uses the prognostic part of the targets; the forcing part feeds multi-step rollouts.
 
+``forcing_day`` says which forcings go with a state at time s: "target" (the default) those at s + dt, the day
+being predicted, or "input" those at s itself. Inputs and targets carry the same convention, so training, multi-step
+fine-tuning and rollouts all use one (the original AI-GOMS trained with the input day's and rolled out with the
+target day's).
+
 Channels are z-scored with the data set's global means and stds (FourCastNet's normalisation); masked
 (land) cells are 0 in both. A pair is only formed where the times are really ``dt`` steps apart, so pairs
 never bridge the gap between two year files that do not follow each other.
@@ -30,6 +35,8 @@ from earthport.data.stats import Stats
 from earthport.data.validate import check_stds
 from earthport.errors import DataError
 
+FORCING_DAYS = ("target", "input")
+
 
 class SamplePairs:
     """Random-access (inputs, targets) samples over a series; see the module docstring for shapes."""
@@ -43,15 +50,20 @@ class SamplePairs:
         static: dict[str, np.ndarray] | None = None,
         rows: int | None = None,
         history: int = 1,
+        forcing_day: str = "target",
     ):
         if dt < 1 or steps < 1 or history < 1:
             raise DataError("samples", f"dt, steps and history must be >= 1, got {dt}, {steps}, {history}")
+        if forcing_day not in FORCING_DAYS:
+            raise DataError("forcing_day", f"{forcing_day!r} is not one of {FORCING_DAYS}")
         meta = series.meta
         self.series, self.dt, self.steps, self.history = series, dt, steps, history
         self.rows = rows or meta.shape[1]  # keep the northern ``rows`` rows (NVlabs crops 721 -> 720)
         self.lat = meta.lat[: self.rows]
         self.prognostic = meta.indices(meta.with_role("prognostic"))
         self.forcing = meta.indices(meta.with_role("forcing"))
+        self.forcing_day = forcing_day
+        self.lead = dt if forcing_day == "target" and self.forcing else 0  # forcing time - state time, in data steps
         if not self.prognostic:
             raise DataError("channels", f"no prognostic channel among {meta.names}")
         if stats.means.shape[1] != meta.shape[0] or stats.stds.shape[1] != meta.shape[0]:
@@ -62,7 +74,7 @@ class SamplePairs:
         self.std = stats.stds[0].astype(np.float32)
         self.static_names = list(static or {})
         self.static = _normalised_static(static or {}, meta.shape[1:])[:, : self.rows]
-        self.starts = valid_starts(series.time, meta.time_step_hours, dt * (steps + history - 1))
+        self.starts = valid_starts(series.time, meta.time_step_hours, dt * (steps + history - 1) + self.lead)
 
     @property
     def in_channels(self) -> int:
@@ -83,17 +95,26 @@ class SamplePairs:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(inputs [in_channel, lat, lon], targets [steps, out_channel + forcing, lat, lon]), float32."""
-        block, now = self._window(index), self._now
-        channels = self.prognostic + self.forcing
-        state = block[: now + 1 : self.dt, channels].reshape(-1, *block.shape[2:])  # the input times, stacked
+        block, inputs_at, targets_at = self._window(index), self._input_times, self._target_times
+        state = self._states(block, inputs_at).reshape(-1, *block.shape[2:])  # the input times, stacked
         inputs = np.concatenate([state, self.static]) if len(self.static) else state
-        targets = block[now + self.dt :: self.dt][:, channels]
-        return np.ascontiguousarray(inputs), np.ascontiguousarray(targets)
+        return np.ascontiguousarray(inputs), np.ascontiguousarray(self._states(block, targets_at))
 
     def forcings(self, index: int) -> np.ndarray:
-        """Normalised forcing channels at t + dt, ..., t + steps dt: [steps, forcing, lat, lon] (for rollouts)."""
-        block = self._window(index)
-        return np.ascontiguousarray(block[self._now + self.dt :: self.dt][:, self.forcing])
+        """Normalised forcings that go with the states t + dt, ..., t + steps dt: [steps, forcing, lat, lon]."""
+        return np.ascontiguousarray(self._window(index)[self._target_times + self.lead][:, self.forcing])
+
+    def _states(self, block: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """[time, prognostic + forcing, rows, lon]: each state with the forcings of its ``forcing_day``."""
+        return np.concatenate([block[times][:, self.prognostic], block[times + self.lead][:, self.forcing]], axis=1)
+
+    @property
+    def _input_times(self) -> np.ndarray:
+        return np.arange(self.history) * self.dt
+
+    @property
+    def _target_times(self) -> np.ndarray:
+        return self._now + self.dt * np.arange(1, self.steps + 1)
 
     def current(self, inputs: np.ndarray) -> np.ndarray:
         """The prognostic channels at time t of (batched) inputs [..., in_channel, lat, lon]: [..., out, lat, lon]."""
@@ -110,10 +131,10 @@ class SamplePairs:
         return int(self.starts[index]) + self._now
 
     def _window(self, index: int) -> np.ndarray:
-        """Normalised fields t - (history - 1) dt .. t + steps dt of sample ``index``:
-        [(steps + history - 1) dt + 1, channel, rows, lon]."""
+        """Normalised fields t - (history - 1) dt .. t + steps dt + lead of sample ``index``:
+        [(steps + history - 1) dt + lead + 1, channel, rows, lon]."""
         first = int(self.starts[index])
-        span = self.dt * (self.steps + self.history - 1)
+        span = self.dt * (self.steps + self.history - 1) + self.lead
         return self.normalise(self.series.read(first, first + span + 1)[:, :, : self.rows])
 
     def normalise(self, fields: np.ndarray) -> np.ndarray:

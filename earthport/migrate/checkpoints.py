@@ -36,12 +36,11 @@ def load(checkpoint: str | Path, framework: str, data: Any = None, overrides: di
         source = f"{source} ({CONVERTED[framework]})"
     if data is not None:
         check_grid(spec.grid(config), data.meta.lat.size, data.meta.lon.size, data.root)
-    inputs, outputs, static, dt = channels
-    return LoadedModel(spec, config, module, inputs, outputs, static, dt, source)
+    return LoadedModel(spec, config, module, source=source, **channels)
 
 
 def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides: dict):
-    """(spec, config, (inputs, outputs, static, dt), source) of a file: its own metadata or its foreign format."""
+    """(spec, config, LoadedModel's data fields, source) of a file: its own metadata or its foreign format."""
     if saved.model is not None and saved.config is not None:
         spec = registry.spec(saved.model)
         config = spec.build_config({**saved.config, **overrides}, path)
@@ -69,12 +68,12 @@ def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides
     return spec, config, _chosen(spec, config, data, path), spec.foreign.name
 
 
-def _chosen(spec: ModelSpec, config: Any, data: Any, path: Path) -> tuple[list[str], list[str], list[str], int]:
-    """Channels for a file that names none, chosen from the data set by the model's foreign reader."""
-    if data is None or spec.foreign is None:
-        return [], [], [], 1
-    inputs, outputs = spec.foreign.channels(data.meta, config, path)
-    return inputs, outputs, [], 1
+def _chosen(spec: ModelSpec, config: Any, data: Any, path: Path) -> dict[str, Any]:
+    """Channels for a file that names none, chosen from the data set by the model's foreign reader; one data step
+    per model step, the input day's forcings (how the original projects trained)."""
+    known = data is not None and spec.foreign is not None
+    inputs, outputs = spec.foreign.channels(data.meta, config, path) if known else ([], [])
+    return {"input_channels": inputs, "output_channels": outputs, "static": [], "dt": 1, "forcing_day": "input"}
 
 
 def foreign_spec(path: Path, saved: checkpoint_io.WeightsFile) -> ModelSpec:

@@ -195,7 +195,8 @@ class LoadedModel:
     """A model (torch ``nn.Module`` or MindSpore ``nn.Cell``) with its config and the data channels it uses.
 
     ``module`` maps inputs [batch, len(input_channels), H, W] (prognostic, forcing, static, in that order)
-    to outputs [batch, len(output_channels), H, W]; ``dt`` is the data steps per model step.
+    to outputs [batch, len(output_channels), H, W]; ``dt`` is the data steps per model step; ``forcing_day`` says
+    which day's forcings go with a state, "input" (its own) or "target" (the predicted day's, ``SamplePairs``).
     """
 
     spec: ModelSpec
@@ -206,6 +207,7 @@ class LoadedModel:
     static: list[str]
     dt: int
     source: str  # "earthport", the foreign reader's name ("nvlabs"), or where the weights were converted from
+    forcing_day: str = "input"
 
     @property
     def model(self) -> str:
@@ -225,11 +227,13 @@ class LoadedModel:
         return self.output_channels + self.forcings
 
 
-def channels_of(data: Mapping[str, Any]) -> tuple[list[str], list[str], list[str], int]:
-    """(inputs, outputs, static, dt) from a checkpoint's ``data`` entry; static fields come last, listed or not."""
+def channels_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``LoadedModel``'s data fields from a checkpoint's ``data`` entry; static fields come last, listed or not.
+    Files written before ``forcing_day`` existed were trained with the input day's forcings."""
     static, outputs, inputs = list(data["static"]), list(data["output_channels"]), list(data["input_channels"])
     inputs += [name for name in static if name not in inputs]
-    return inputs, outputs, static, int(data["dt"])
+    return {"input_channels": inputs, "output_channels": outputs, "static": static, "dt": int(data["dt"]),
+            "forcing_day": str(data.get("forcing_day", "input"))}  # fmt: skip
 
 
 def check_grid(grid: tuple[int, int], rows: int, cols: int, where: object) -> None:

@@ -149,6 +149,7 @@ class Rollouts:
             "channels": {"input": loaded.input_channels, "output": loaded.output_channels, "static": loaded.static},
             "steps": steps,
             "dt": loaded.dt,
+            "forcing_day": loaded.forcing_day,
             "lead_hours": self.lead_hours(steps),
             "inits": [str(t) for t in self.init_times(starts)],
         }
@@ -180,7 +181,8 @@ def forecast_pairs(loaded: LoadedModel, data: str | Path, split: str, steps: int
     dataset = open_fcn(data, loaded.data_channels)
     static = {name: dataset.static(name) for name in loaded.static}
     series = dataset.series(split)
-    pairs = SamplePairs(series, dataset.stats(), loaded.dt, steps, static, loaded.grid[0], loaded.spec.history)
+    pairs = SamplePairs(series, dataset.stats(), loaded.dt, steps, static, loaded.grid[0], loaded.spec.history,
+                        loaded.forcing_day)  # fmt: skip
     if not len(pairs):
         span = f"{steps} steps of {loaded.dt} data step(s)"
         raise DataError(dataset.root / split, f"{len(series)} time steps are too few for a rollout of {span}")

@@ -55,15 +55,18 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
     spec.check_objective(config.objective)
     if config.objective == "masked_pretrain" and config.rollout_steps != 1:
         raise ConfigError(f"masked_pretrain trains one step, not rollout_steps={config.rollout_steps}")
-    probe = SamplePairs(directory.series("train"), stats, config.dt, 1, static, history=spec.history)
+    probe = SamplePairs(directory.series("train"), stats, config.dt, 1, static, history=spec.history,
+                        forcing_day=config.forcing_day)  # fmt: skip
     height, width = directory.meta.shape[1:]
     model_config = spec.fit(spec.preset(config.preset), height, width, probe.in_channels, probe.out_channels)
     if config.model_overrides:
         model_config = spec.build_config({**model_config.to_dict(), **config.model_overrides}, "model config")
     rows = spec.grid(model_config)[0]
     series = directory.series("train"), directory.series("valid")
-    train_pairs = SamplePairs(series[0], stats, config.dt, config.rollout_steps, static, rows, spec.history)
-    valid_pairs = SamplePairs(series[1], stats, config.dt, 1, static, rows, spec.history)
+    train_pairs, valid_pairs = (
+        SamplePairs(split, stats, config.dt, steps, static, rows, spec.history, config.forcing_day)
+        for split, steps in zip(series, (config.rollout_steps, 1), strict=True)
+    )
     for name, pairs in (("train", train_pairs), ("valid", valid_pairs)):
         if len(pairs) == 0:
             raise EarthportError(f"{directory.root}: the {name} split has no (input, target) pair dt={config.dt} apart")
@@ -73,6 +76,7 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
         "output_channels": [directory.meta.names[i] for i in train_pairs.prognostic],
         "static": list(config.static),
         "dt": config.dt,
+        "forcing_day": config.forcing_day,
         "rows": rows,
         "history": spec.history,
         "train_samples": len(train_pairs),

@@ -113,9 +113,10 @@ def _setup(spec: ModelSpec, preset: str, dataset: FcnDirectory, steps: int, load
     """The model config (the checkpoint's, or the preset fitted to the data) and (valid one-step, test
     K-step) samples with the model's channels on its rows."""
     if loaded is None:
-        names, static, dt = dataset.meta.with_role("prognostic") + dataset.meta.with_role("forcing"), [], 1
+        names = dataset.meta.with_role("prognostic") + dataset.meta.with_role("forcing")
+        static, dt, day = [], 1, "target"
     else:
-        names, static, dt = loaded.data_channels, loaded.static, loaded.dt
+        names, static, dt, day = loaded.data_channels, loaded.static, loaded.dt, loaded.forcing_day
     dataset = FcnDirectory(dataset.root, names)
     stats, fields = dataset.stats(), {name: dataset.static(name) for name in static}
     if loaded is None:
@@ -125,8 +126,8 @@ def _setup(spec: ModelSpec, preset: str, dataset: FcnDirectory, steps: int, load
     else:
         config = loaded.config
     rows = spec.grid(config)[0]
-    valid = SamplePairs(dataset.series("valid"), stats, dt, 1, fields, rows, spec.history)
-    test = SamplePairs(dataset.series("test"), stats, dt, steps, fields, rows, spec.history)
+    valid = SamplePairs(dataset.series("valid"), stats, dt, 1, fields, rows, spec.history, day)
+    test = SamplePairs(dataset.series("test"), stats, dt, steps, fields, rows, spec.history, day)
     return config, (valid, test)
 
 
