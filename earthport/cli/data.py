@@ -7,6 +7,7 @@ from pathlib import Path
 
 from earthport import files
 from earthport.cli.common import OVERWRITE, QUIET, fraction, grid, names, positive_float, positive_int
+from earthport.data.channels import CHANNEL_SETS
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -14,7 +15,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     settings = {"kind": args.kind, "grid": args.grid, "years": args.years, "steps_per_year": args.steps_per_year,
                 "seed": args.seed, "channels": args.channels, "start_year": args.start_year,
-                "step_hours": args.time_step_hours}  # fmt: skip
+                "step_hours": args.time_step_hours, "channel_set": args.channel_set}  # fmt: skip
     files.write_whole(args.out, args.overwrite, lambda out: generate(out, progress=not args.quiet, **settings))
     print(f"wrote {args.kind} data to {args.out}")
 
@@ -50,6 +51,47 @@ def cmd_regrid(args: argparse.Namespace) -> None:
     files.write_whole(args.dst, args.overwrite, lambda dst: write_series(series, dst, args.to, progress=not args.quiet),
                       folder=args.dst.suffix != ".nc")  # fmt: skip
     print(f"wrote {args.dst} on a {args.resolution} degree grid ({lat.size} x {lon.size})")
+
+
+def cmd_ocean_prep(args: argparse.Namespace) -> None:
+    from earthport.data.channels import depth_channels
+    from earthport.data.ocean_prep import AIGOMS_DEPTHS, AIGOMS_FORCINGS, prepare_ocean
+
+    channels = args.channels or depth_channels(args.depths or AIGOMS_DEPTHS)
+    static = dict(args.static or [])
+    settings = {"forcing": args.forcing, "forcing_channels": args.forcing_channels or AIGOMS_FORCINGS,
+                "static": static, "resolution": args.resolution, "min_fraction": args.min_fraction,
+                "progress": not args.quiet}  # fmt: skip
+    written = []
+    files.write_whole(args.out, args.overwrite,
+                      lambda out: written.append(prepare_ocean(out, args.ocean, channels, **settings)))  # fmt: skip
+    meta = written[0]
+    ocean, forcing = len(meta.with_role("prognostic")), len(meta.with_role("forcing"))
+    print(f"wrote {args.out}: {ocean} ocean and {forcing} forcing channels, {len(static)} static field(s), "
+          f"on {meta.lat.size} x {meta.lon.size}")
+
+
+def _depths(text: str) -> list[float]:
+    """Comma-separated depths in metres, e.g. 0,6,10."""
+    try:
+        depths = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depths {text!r} are not comma-separated metres, e.g. 0,6,10") from None
+    if not depths or min(depths) < 0:
+        raise argparse.ArgumentTypeError(f"depths {text!r} must be metres >= 0, e.g. 0,6,10")
+    return depths
+
+
+def _static(text: str) -> tuple[str, tuple[str, str]]:
+    """NAME=PATH[:CHANNEL] -> (NAME, (PATH, CHANNEL)); CHANNEL defaults to NAME."""
+    name, sep, rest = text.partition("=")
+    path, colon, channel = rest.rpartition(":")
+    if not colon:
+        path, channel = rest, name
+    if not sep or not name.strip() or not path or not channel:
+        raise argparse.ArgumentTypeError(f"static field {text!r} is not NAME=PATH[:CHANNEL], e.g. "
+                                         "orography=era5.zarr:orog")  # fmt: skip
+    return name.strip(), (path, channel)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -107,6 +149,8 @@ def _register_making(data: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start-year", type=int, default=2000)
     p.add_argument("--channels", type=names, help="comma-separated channel names (default: the kind's set)")
+    p.add_argument("--channel-set", default="default", choices=CHANNEL_SETS["ocean"],
+                   help="ocean: default (4 x 5 depths, zos, 4 forcings) or aigoms (4 x 15 depths, zos, 5 forcings)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_generate)
     p = data.add_parser(
@@ -127,6 +171,27 @@ def _register_making(data: argparse._SubParsersAction) -> None:
     p.add_argument("--to", choices=["fcn", "wb2", "hycom", "cmems"], default="fcn")
     p.add_argument("--channels", type=names)
     p.set_defaults(func=cmd_regrid)
+    _register_ocean_prep(data)
+
+
+def _register_ocean_prep(data: argparse._SubParsersAction) -> None:
+    p = data.add_parser(
+        "ocean-prep",
+        parents=[QUIET, OVERWRITE],
+        help="ocean netCDF + forcings + static fields -> one training directory on a regular grid (AI-GOMS)",
+    )
+    p.add_argument("ocean", nargs="+", help="HYCOM or CMEMS netCDF files (split by time, or by variable)")
+    p.add_argument("--out", type=Path, required=True, help="the FourCastNet-layout directory to write")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--depths", type=_depths, help="metres, for thetao, so, uo, vo (default AI-GOMS's 15, 0..500)")
+    which.add_argument("--channels", type=names, help="ocean channels by name instead of --depths, e.g. thetao_0m,zos")
+    p.add_argument("--forcing", help="atmospheric forcings: WB2 zarr/netCDF or FourCastNet directory (e.g. ERA5)")
+    p.add_argument("--forcing-channels", type=names, help="default u10,v10,t2m,msl,sp")
+    p.add_argument("--static", type=_static, action="append",
+                   help="NAME=PATH[:CHANNEL]: a static field, e.g. orography=era5.zarr:orog; repeatable")  # fmt: skip
+    p.add_argument("--resolution", type=positive_float, default=0.25, help="target spacing in degrees (default 0.25)")
+    p.add_argument("--min-fraction", type=fraction, default=0.5, help="least ocean area for an ocean target cell")
+    p.set_defaults(func=cmd_ocean_prep)
 
 
 def _register_reading(data: argparse._SubParsersAction) -> None:

@@ -9,12 +9,21 @@ names (see shared/reference/evaluation.md §2-3).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # NVlabs FourCastNet channel order; index 20 of the published 21-channel files is an unused spare slot.
 FOURCASTNET_CHANNELS: tuple[str, ...] = (
     "u10", "v10", "t2m", "sp", "msl", "t850", "u1000", "v1000", "z1000", "u850",
     "v850", "z850", "u500", "v500", "z500", "t500", "z50", "r500", "r850", "tcwv",
 )  # fmt: skip
+
+# Ocean channel sets: (depths in m, ERA5 forcings). "aigoms" is AI-GOMS's 61 + 5 (Xiong et al. 2023).
+OCEAN_SETS = {
+    "default": ((0.0, 10.0, 30.0, 50.0, 100.0), ("u10", "v10", "t2m", "msl")),
+    "aigoms": ((0.0, 6.0, 10.0, 20.0, 30.0, 50.0, 70.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0),
+               ("u10", "v10", "t2m", "msl", "sp")),
+}  # fmt: skip
+CHANNEL_SETS = {"atmosphere": ("default",), "ocean": tuple(OCEAN_SETS)}  # what `data generate` writes
 
 # Surface (single-level) channels: short name -> (WeatherBench2 variable, units).
 SURFACE_VARIABLES: dict[str, tuple[str, str]] = {
@@ -54,6 +63,15 @@ OCEAN_VARIABLES: dict[str, tuple[str, str, bool]] = {
     "zos": ("surf_el", "m", False),
 }
 HYCOM_TO_CANONICAL = {hycom: name for name, (hycom, _, _) in OCEAN_VARIABLES.items()}
+
+
+def depth_channels(depths: Sequence[float]) -> list[str]:
+    """AI-GOMS's channel order: temperature, salinity, u, v at each depth, then sea surface height
+    (``thetao_0m``, ..., ``vo_500m``, ``zos``)."""
+    deep = [v for v, (_, _, has_depth) in OCEAN_VARIABLES.items() if has_depth]
+    flat = [v for v, (_, _, has_depth) in OCEAN_VARIABLES.items() if not has_depth]
+    return [depth_channel(v, float(d)) for v in deep for d in depths] + flat
+
 
 _LEVEL_NAME = re.compile(r"^([a-z])(\d+)$")
 _DEPTH_NAME = re.compile(r"^([a-z]+)_(\d+(?:\.\d+)?)m$")

@@ -26,27 +26,35 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from earthport.data.base import Channel, Metadata
-from earthport.data.channels import FOURCASTNET_CHANNELS, depth_channel, parse_depth_channel, parse_level_channel
+from earthport.data.channels import (
+    CHANNEL_SETS,
+    FOURCASTNET_CHANNELS,
+    OCEAN_SETS,
+    depth_channels,
+    parse_depth_channel,
+    parse_level_channel,
+)
 from earthport.data.fcn_writer import split_by_year, write_fcn
 from earthport.data.stats import Stats
 from earthport.errors import DataError
 
-OCEAN_DEPTHS = (0.0, 10.0, 30.0, 50.0, 100.0)
-OCEAN_VARIABLES = ("thetao", "so", "uo", "vo")
-OCEAN_FORCINGS = ("u10", "v10", "t2m", "msl")
 DEFAULT_STEP_HOURS = {"atmosphere": 6.0, "ocean": 24.0}
 LATENTS = 4
+OCEAN_NOISE = 0.2  # the ocean's own random forcing, relative to the atmosphere's (the rest is the atmosphere's push)
+OCEAN_SCALE = 3.0  # ocean anomalies are broader than the weather's
 
 
-def default_channels(kind: str) -> tuple[Channel, ...]:
+def default_channels(kind: str, channel_set: str = "default") -> tuple[Channel, ...]:
     """FourCastNet's 20 channels for the atmosphere; t/s/u/v x depth + zos + forcings for the ocean."""
+    if kind not in CHANNEL_SETS:
+        raise DataError(f"kind {kind!r}", "expected 'atmosphere' or 'ocean'")
+    if channel_set not in CHANNEL_SETS[kind]:
+        raise DataError(f"channel set {channel_set!r}", f"the {kind} sets are {list(CHANNEL_SETS[kind])}")
     if kind == "atmosphere":
         return tuple(Channel(name) for name in FOURCASTNET_CHANNELS)
-    if kind == "ocean":
-        ocean = [Channel(depth_channel(v, d)) for v in OCEAN_VARIABLES for d in OCEAN_DEPTHS]
-        forcings = [Channel(name, role="forcing") for name in OCEAN_FORCINGS]
-        return (*ocean, Channel("zos"), *forcings)
-    raise DataError(f"kind {kind!r}", "expected 'atmosphere' or 'ocean'")
+    depths, forcing_names = OCEAN_SETS[channel_set]
+    forcings = [Channel(name, role="forcing") for name in forcing_names]
+    return (*(Channel(name) for name in depth_channels(depths)), *forcings)
 
 
 def regular_latlon(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +85,7 @@ def _look(name: str, lat: np.ndarray, rng: np.random.Generator) -> ChannelLook:
     parsed = parse_level_channel(name)
     if parsed:
         variable, level = parsed
-    decay = float(np.exp(-(level or 0.0) / 60.0)) if depth else 1.0
+    decay = float(np.exp(-(level or 0.0) / 100.0)) if depth else 1.0
     zero = np.zeros_like(lat)
     if variable in ("t2m", "t"):
         height_drop = 0.0 if variable == "t2m" else min(60.0, 6.5 * 7.4 * np.log(1000.0 / _pressure(name, level)))
@@ -120,6 +128,10 @@ class LatentFlow:
     Each step multiplies every row's Fourier coefficients by exp(-i m w(lat) dt) (advection by an angular
     velocity w), exp(-kappa m^2 dt) (zonal diffusion) and exp(-gamma dt) (damping), smooths along latitude
     (meridional diffusion) and adds smooth noise with a red spectrum. Stationary variance is about 1.
+
+    A driven flow (the ocean) adds ``coupling`` times its ``driver``'s state (the atmosphere, stepped first) every
+    step, and a little noise of its own: its day-to-day change is then mostly advection and the driver's push,
+    which the driver's fields (the forcing channels of the predicted day) reveal.
     """
 
     lat: np.ndarray
@@ -127,6 +139,10 @@ class LatentFlow:
     step_hours: float
     rng: np.random.Generator
     speed: float = 1.0  # multiplies the angular velocity (ocean flows are slower)
+    noise: float = 1.0  # multiplies the flow's own random forcing
+    scale: float = 6.0  # the random forcing's wavenumber scale (larger: finer structure)
+    driver: LatentFlow | None = None
+    coupling: float = 0.1
     state: np.ndarray = field(init=False)
     norm: float = field(init=False)
 
@@ -141,25 +157,28 @@ class LatentFlow:
         phase = np.deg2rad(deg_per_day * days)[:, None] * m[None, :]
         damping = np.exp(-0.05 * days - 2e-4 * m**2 * days)
         self.propagator = np.exp(-1j * phase) * damping
-        self.noise_spectrum = np.exp(-((m / 6.0) ** 2))
+        self.noise_spectrum = np.exp(-((m / self.scale) ** 2))
         self.noise_gain = np.sqrt(1 - np.exp(-0.1 * days))
         self.row_sigma = 8.0 / (180.0 / max(len(self.lat) - 1, 1))  # 8 degrees of latitude, in rows
         self.state = np.zeros((LATENTS, len(self.lat), m.size), np.complex128)
         self.norm = 1.0
         for _ in range(int(np.ceil(60 / days))):  # spin up towards the stationary state
+            if self.driver is not None:
+                self.driver.step()
             self.step()
         self.norm = max(float(np.fft.irfft(self.state, n=self.width, axis=-1).std()), 1e-12)
 
-    def step(self, drive: np.ndarray | None = None) -> None:
-        """Advance one step; ``drive`` [latent, lat, wavenumber] adds an external forcing (ocean)."""
+    def step(self) -> None:
+        """Advance one step (a driven flow after its driver)."""
         shape = self.state.shape
         noise = self.rng.normal(size=shape) + 1j * self.rng.normal(size=shape)
         noise = gaussian_filter1d(noise.real, self.row_sigma, axis=1) + 1j * gaussian_filter1d(
             noise.imag, self.row_sigma, axis=1
         )
-        new = self.propagator * self.state + self.noise_gain * self.noise_spectrum * noise * np.sqrt(self.width)
-        if drive is not None:
-            new += 0.1 * drive
+        gain = self.noise * self.noise_gain * self.noise_spectrum * np.sqrt(self.width)
+        new = self.propagator * self.state + gain * noise
+        if self.driver is not None:
+            new += self.coupling * self.driver.state
         self.state = new
 
     def fields(self) -> np.ndarray:
@@ -181,13 +200,14 @@ class GeneratedSeries:
         channels: Sequence[str] | None = None,
         start_year: int = 2000,
         step_hours: float | None = None,
+        channel_set: str = "default",
     ):
         self.kind = kind
         lat, lon = regular_latlon(height, width)
         step_hours = step_hours or DEFAULT_STEP_HOURS.get(kind, 6.0)
         if steps_per_year * step_hours > 8760:
             raise DataError("--steps-per-year", f"{steps_per_year} steps of {step_hours} h do not fit in a year")
-        defaults = {c.name: c for c in default_channels(kind)}
+        defaults = {c.name: c for c in default_channels(kind, channel_set)}
         names = list(channels) if channels else list(defaults)
         self.meta = Metadata(
             channels=tuple(defaults.get(n, Channel(n)) for n in names),
@@ -207,7 +227,9 @@ class GeneratedSeries:
         self.ocean_driven = np.array([kind == "ocean" and c.role != "forcing" for c in self.meta.channels])
         self.orography, self.mask = _surface(kind, lat, lon, self.meta, rng)
         self.atmosphere = LatentFlow(lat, width, step_hours, rng)
-        self.ocean = LatentFlow(lat, width, step_hours, rng, speed=0.25) if kind == "ocean" else None
+        self.ocean = (LatentFlow(lat, width, step_hours, rng, speed=0.25, noise=OCEAN_NOISE, scale=OCEAN_SCALE,
+                                 driver=self.atmosphere)
+                      if kind == "ocean" else None)  # fmt: skip
         self._next = 0
 
     def __len__(self) -> int:
@@ -226,7 +248,7 @@ class GeneratedSeries:
     def _step(self) -> None:
         self.atmosphere.step()
         if self.ocean is not None:
-            self.ocean.step(drive=self.atmosphere.state)
+            self.ocean.step()
 
     def _fields(self, time: np.datetime64) -> np.ndarray:
         """All channels at one time: [channel, lat, lon] float32, 0 on land."""
@@ -283,14 +305,17 @@ def generate(
     start_year: int = 2000,
     step_hours: float | None = None,
     progress: bool = False,
+    channel_set: str = "default",
 ) -> Stats:
-    """Generate a data set in the FourCastNet layout under ``out``; returns the training statistics."""
+    """Generate a data set in the FourCastNet layout under ``out``; returns the training statistics. ``channels``
+    picks names (any, known ones look real); ``channel_set`` names the kind's set used without them."""
     if years < 1 or steps_per_year < 2:
         raise DataError("generate", f"need at least 1 year of 2 steps, got {years} x {steps_per_year}")
     height, width = grid
     if height < 4 or width < 8:
         raise DataError("--grid", f"{height}x{width} is too small; expected at least 4x8")
-    series = GeneratedSeries(kind, height, width, years, steps_per_year, seed, channels, start_year, step_hours)
+    series = GeneratedSeries(kind, height, width, years, steps_per_year, seed, channels, start_year, step_hours,
+                             channel_set)  # fmt: skip
     return write_fcn(
         out,
         series,
