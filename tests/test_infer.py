@@ -171,9 +171,13 @@ def test_ocean_forcings_and_mask(ocean_dir, tmp_path, forcing_day):
                    latency_repeats=1)  # fmt: skip
     data = FcnDirectory(ocean_dir)
     assert record["channels"]["input"][-4:] == data.meta.with_role("forcing") and record["lead_hours"] == [24, 48]
-    with xr.open_dataset(tmp_path / "fc.nc", decode_timedelta=False) as ds:
-        assert "u10" not in ds and ds["so_10m"].attrs["units"] == "1e-3"
-        written = np.stack([ds[name].values for name in ds.data_vars], axis=2)
+    with xr.open_dataset(tmp_path / "fc.nc", decode_timedelta=False) as ds:  # depth is a dimension
+        assert "u10" not in ds and ds["so"].attrs["units"] == "1e-3" and ds["so"].dims[2] == "depth"
+        assert ds["depth"].values.tolist() == [0, 10, 30, 50, 100] and ds["depth"].attrs["positive"] == "down"
+        assert set(ds.data_vars) == {"thetao", "so", "uo", "vo", "zos"}
+        assert ds["zos"].dims == ("init_time", "lead_time", "lat", "lon")
+        fields = [ds[v].values.transpose(2, 0, 1, 3, 4) for v in ("thetao", "so", "uo", "vo")]  # depth first
+        written = np.stack([*np.concatenate(fields), ds["zos"].values], axis=2)  # the data's channel order
         starts = ((ds["init_time"].values - data.series("test").time[0]) // np.timedelta64(1, "D")).astype(int)
     mask = data.mask[: written.shape[2]]
     assert np.isnan(written[:, :, ~mask]).all() and np.isfinite(written[:, :, mask]).all()

@@ -1,19 +1,23 @@
-"""Forecast files: one variable per channel, ``(init_time, lead_time, lat, lon)``, netCDF or zarr.
+"""Forecast files: one variable per channel, ``(init_time, lead_time, lat, lon)``, netCDF or zarr; an ocean
+variable at several depths is one variable with a depth dimension.
 
-    z500(init_time, lead_time, lat, lon)  float32, units and long_name; NaN outside the land mask
-    init_time                             CF time (``hours since 1970-01-01``), the calendar of the data
-    lead_time                             int hours after init_time (``units = "hours"``)
-    lat, lon                              degrees_north (north to south, the rows forecast), degrees_east
+    z500(init_time, lead_time, lat, lon)           float32, units and long_name; NaN outside the land mask
+    thetao(init_time, lead_time, depth, lat, lon)  thetao_0m, thetao_10m, ... (NaN at a depth it lacks)
+    init_time                                      CF time (``hours since 1970-01-01``), the calendar of the data
+    lead_time                                      int hours after init_time (``units = "hours"``)
+    depth                                          m, positive down (only when a variable has depths)
+    lat, lon                                       degrees_north (north to south, the rows forecast), degrees_east
 
 Written one batch of initial times at a time (memory holds one rollout), into a temporary sibling that
-replaces the target only when complete. Chunks are one field ``(1, 1, lat, lon)``, so reading a lead or a
-region never pulls whole rollouts.
+replaces the target only when complete. Chunks are one field ``(1, 1, lat, lon)`` (``(1, 1, 1, lat, lon)`` with
+depth), so reading a lead or a region never pulls whole rollouts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import netCDF4
@@ -93,27 +97,74 @@ def forecast_writer(
             yield _ZarrWriter(tmp, layout, (time_units, calendar, len(init_times)), attrs or {}).write
 
 
+@dataclass(frozen=True)
+class _Variable:
+    """One variable of the file: its channels' positions in the fields (one per depth, -1 where missing)."""
+
+    name: str
+    channels: tuple[int, ...]
+    attrs: dict[str, str]
+    has_depth: bool
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return (*DIMS[:2], "depth", *DIMS[2:]) if self.has_depth else DIMS
+
+    def values(self, fields: np.ndarray) -> np.ndarray:
+        """fields [n, lead, channel, lat, lon] -> this variable's [n, lead, (depth,) lat, lon] float32."""
+        if not self.has_depth:
+            return np.asarray(fields[:, :, self.channels[0]], np.float32)
+        missing = np.full(fields.shape[:2] + fields.shape[3:], np.nan, np.float32)
+        return np.stack([fields[:, :, c] if c >= 0 else missing for c in self.channels], axis=2).astype(np.float32)
+
+
 class _Layout:
-    """Names, coordinates and the expected shape of one write."""
+    """Variables, coordinates and the expected shape of one write."""
 
     def __init__(self, channels: list[Channel], lead_hours: np.ndarray, lat: np.ndarray, lon: np.ndarray):
         self.channels, self.lead_hours, self.lat, self.lon = channels, lead_hours, lat, lon
-        self.chunks = (1, 1, lat.size, lon.size)
+        self.depths, self.variables = _variables(channels)
+
+    def chunks(self, variable: _Variable) -> tuple[int, ...]:
+        return (1, 1, 1, self.lat.size, self.lon.size) if variable.has_depth else (1, 1, self.lat.size, self.lon.size)
 
     def check(self, init_time: np.ndarray, fields: np.ndarray) -> None:
         expected = (len(init_time), self.lead_hours.size, len(self.channels), self.lat.size, self.lon.size)
         if fields.shape != expected:
             raise DataError("forecast fields", f"shape {fields.shape}, expected {expected} (init, lead, channel, ...)")
 
-    def attrs(self, channel: Channel) -> dict[str, str]:
-        return {"units": channel.units, "long_name": long_name(channel)}
-
     def coords(self) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
+        depth = {"depth": (self.depths, {"units": "m", "positive": "down", "standard_name": "depth"})}
         return {
             "lead_time": (self.lead_hours, {"units": "hours", "long_name": "forecast lead time"}),
+            **(depth if self.depths.size else {}),
             "lat": (self.lat, {"units": "degrees_north", "standard_name": "latitude"}),
             "lon": (self.lon, {"units": "degrees_east", "standard_name": "longitude"}),
         }
+
+
+def _variables(channels: list[Channel]) -> tuple[np.ndarray, list[_Variable]]:
+    """(depths [m], variables in channel order): a variable at two or more depths becomes one with a depth axis."""
+    at_depth: dict[str, dict[float, int]] = {}
+    for index, channel in enumerate(channels):
+        parsed = parse_depth_channel(channel.name)
+        if parsed:
+            at_depth.setdefault(parsed[0], {})[parsed[1]] = index
+    layered = {name: found for name, found in at_depth.items() if len(found) > 1}
+    depths = np.array(sorted({d for found in layered.values() for d in found}), np.float64)
+    variables, placed = [], set()
+    for index, channel in enumerate(channels):
+        parsed = parse_depth_channel(channel.name)
+        if parsed and parsed[0] in layered:
+            if parsed[0] not in placed:
+                placed.add(parsed[0])
+                where = tuple(layered[parsed[0]].get(d, -1) for d in depths)
+                attrs = {"units": channel.units, "long_name": OCEAN_LONG_NAMES.get(parsed[0], parsed[0])}
+                variables.append(_Variable(parsed[0], where, attrs, True))
+            continue
+        attrs = {"units": channel.units, "long_name": long_name(channel)}
+        variables.append(_Variable(channel.name, (index,), attrs, False))
+    return depths, variables
 
 
 class _NetcdfWriter:
@@ -130,9 +181,10 @@ class _NetcdfWriter:
             var = nc.createVariable(name, values.dtype, (name,))
             var.setncatts(var_attrs)
             var[:] = values
-        for channel in layout.channels:
-            var = nc.createVariable(channel.name, "f4", DIMS, fill_value=np.float32(np.nan), chunksizes=layout.chunks)
-            var.setncatts(layout.attrs(channel))
+        for variable in layout.variables:
+            var = nc.createVariable(variable.name, "f4", variable.dims, fill_value=np.float32(np.nan),
+                                    chunksizes=layout.chunks(variable))  # fmt: skip
+            var.setncatts(variable.attrs)
 
     def write(self, init_time: np.ndarray, fields: np.ndarray) -> None:
         self.layout.check(init_time, fields)
@@ -140,8 +192,8 @@ class _NetcdfWriter:
         self.nc["init_time"][start:stop] = netCDF4.date2num(
             np.asarray(init_time, "datetime64[s]").astype(object), self.time_units, self.calendar
         )
-        for c, channel in enumerate(self.layout.channels):
-            self.nc[channel.name][start:stop] = np.asarray(fields[:, :, c], np.float32)
+        for variable in self.layout.variables:
+            self.nc[variable.name][start:stop] = variable.values(fields)
         self.written = stop
 
 
@@ -154,14 +206,11 @@ class _ZarrWriter:
         self.encoding: dict = {
             "init_time": {"units": units, "calendar": calendar, "dtype": "int64", "chunks": (count,)}
         }
-        self.encoding.update({c.name: {"chunks": layout.chunks} for c in layout.channels})
+        self.encoding.update({v.name: {"chunks": layout.chunks(v)} for v in layout.variables})
 
     def write(self, init_time: np.ndarray, fields: np.ndarray) -> None:
         self.layout.check(init_time, fields)
-        data = {
-            c.name: (DIMS, np.asarray(fields[:, :, i], np.float32), self.layout.attrs(c))
-            for i, c in enumerate(self.layout.channels)
-        }
+        data = {v.name: (v.dims, v.values(fields), v.attrs) for v in self.layout.variables}
         init = ("init_time", np.asarray(init_time, "datetime64[ns]"), {"long_name": "forecast initial time"})
         coords = {name: (name, values, attrs) for name, (values, attrs) in self.layout.coords().items()}
         ds = xr.Dataset(data, {**coords, "init_time": init}, attrs=self.attrs)
