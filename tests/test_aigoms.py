@@ -3,10 +3,13 @@ the same outputs and gradients in MindSpore."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from earthport.errors import ConfigError
 from earthport.models import registry
 from earthport.models.aigoms.config import PRESETS, AIGOMSConfig
 from earthport.models.aigoms.sincos import sincos_2d
@@ -76,14 +79,16 @@ def test_an_original_checkpoint_loads_with_its_unused_fc_norm_and_ddp_prefix(tmp
 
 
 @pytest.mark.mindspore
-def test_mindspore_gives_the_same_outputs_and_gradients_masked_or_not():
+@pytest.mark.parametrize("residual", [False, True])
+def test_mindspore_gives_the_same_outputs_and_gradients_masked_or_not(residual):
     pytest.importorskip("mindspore")
     from earthport.backends.mindspore.probe import MindSporeProbe
     from earthport.backends.torch.probe import TorchProbe
     from earthport.metrics import parity
     from earthport.migrate import bridge
 
-    pair = bridge.build_pair("aigoms", TINY, seed=0)
+    config = replace(TINY, residual=residual, change_scale=(0.5,) * TINY.out_chans if residual else ())
+    pair = bridge.build_pair("aigoms", config, seed=0)
     assert pair.report.ok and {"norm.gamma", "decoder_norm.beta", "blocks.0.norm1.gamma"} <= set(pair.names.values())
     x = np.random.default_rng(0).standard_normal((2, TINY.in_chans, *TINY.img_size)).astype(np.float32)
     torch_probe, ms_probe = TorchProbe(pair.reference), MindSporeProbe(pair.candidate)
@@ -98,13 +103,33 @@ def test_mindspore_gives_the_same_outputs_and_gradients_masked_or_not():
             assert not np.abs(got).max(), name
         else:
             assert parity.compare(grad, got)["max_rel_error"] < 1e-4, name
-    import mindspore as ms
-
-    ids = np.argsort(np.random.default_rng(2).random((2, TINY.tokens)), axis=1)
-    with torch.no_grad():
-        want = pair.reference(torch.from_numpy(x), 0.75, torch.from_numpy(ids)).numpy()
-    got = pair.candidate(ms.Tensor(x), 0.75, ms.Tensor(ids.astype(np.int32))).asnumpy()
+    masking = (0.75, np.argsort(np.random.default_rng(2).random((2, TINY.tokens)), axis=1).astype(np.int32))
+    want, got = torch_probe.forward(x, masking=masking), ms_probe.forward(x, True, masking)
     assert parity.compare(want, got)["max_rel_error"] < 1e-5
+
+
+def test_a_residual_model_adds_the_state_it_was_shown():
+    """residual: output = the input state (the first out_chans inputs) + change_scale x the network's output; with
+    masking, the masked patches' state is hidden from the skip as from the encoder."""
+    torch.manual_seed(0)
+    plain = AIGOMS(TINY).eval()
+    scale = np.linspace(0.1, 2.0, TINY.out_chans)
+    residual = AIGOMS(replace(TINY, residual=True, change_scale=tuple(scale))).eval()
+    residual.load_state_dict(plain.state_dict())  # no new weights: the scale is config, not state
+    x = torch.randn(1, TINY.in_chans, *TINY.img_size)
+    ids = torch.argsort(torch.rand(1, TINY.tokens, generator=torch.Generator().manual_seed(1)), dim=1)
+    per_channel = torch.tensor(scale, dtype=torch.float32).reshape(1, -1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(x) - per_channel * plain(x), x[:, : TINY.out_chans])
+        skip = (residual(x, 0.75, ids) - per_channel * plain(x, 0.75, ids))[0]
+    p, (h, w) = TINY.patch_size, TINY.grid
+    seen = torch.zeros(TINY.tokens, dtype=torch.bool)
+    seen[ids[0, : int(TINY.tokens * 0.25)]] = True
+    seen = seen.reshape(h, w).repeat_interleave(p, 0).repeat_interleave(p, 1)
+    torch.testing.assert_close(skip[:, seen], x[0, : TINY.out_chans][:, seen])
+    assert skip[:, ~seen].abs().max() < 1e-5
+    with pytest.raises(ConfigError, match="residual needs the 21 outputs among the 4 inputs"):
+        replace(TINY, residual=True, in_chans=4)
 
 
 def test_the_spec_is_registered_and_fits_a_data_set():

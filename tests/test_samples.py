@@ -7,8 +7,8 @@ import pytest
 
 from earthport.backends.torch.loader import torch_loader
 from earthport.data.fcn import FcnDirectory
-from earthport.errors import DataError
 from earthport.data.samples import Order, SamplePairs, epoch_order, valid_starts
+from earthport.errors import DataError
 
 
 def test_pairs_dt_apart_and_normalised(atmosphere_dir):
@@ -73,6 +73,16 @@ def test_forcing_day_pairs_each_state_with_the_predicted_days_forcings(ocean_dir
     np.testing.assert_array_equal(targets, fields[[4, 6]])
     with pytest.raises(DataError, match="forcing_day"):
         SamplePairs(series, data.stats(), forcing_day="tomorrow")
+
+
+def test_change_std_is_the_spread_of_one_steps_change_over_valid_cells(ocean_dir):
+    data = FcnDirectory(ocean_dir)
+    pairs = SamplePairs(data.series("train"), data.stats())
+    changes = np.stack([pairs[i][1][0, :21] - pairs.current(pairs[i][0]) for i in range(len(pairs))])
+    valid = data.mask[pairs.prognostic]
+    want = [changes[:, c][:, valid[c]].std() for c in range(21)]
+    np.testing.assert_allclose(pairs.change_std(limit=len(pairs)), want, rtol=1e-5)
+    assert 0 < min(want) and max(want) < 0.5  # the generated ocean changes little in a day
 
 
 def test_a_rollout_with_two_input_times_shifts_them():

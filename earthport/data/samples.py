@@ -153,6 +153,23 @@ class SamplePairs:
         index = list(self.prognostic if channels is None else channels)
         return fields * self.std[index] + self.mean[index]
 
+    def change_std(self, limit: int = 64) -> np.ndarray:
+        """The std of one step's change (first target - current state) per prognostic channel, in z-scores, over
+        valid cells of at most ``limit`` samples spread over the split: [out_channel] float64 (GraphCast's
+        ``diff_std``, here relative to the channel's std). A channel that never changes gets 1."""
+        picks, mask = self.spread(limit), self.mask
+        sums, squares, counts = (np.zeros(self.out_channels) for _ in range(3))
+        for i in range(len(picks)):
+            inputs, targets = picks[i]
+            change = (targets[0, : self.out_channels] - self.current(inputs)).astype(np.float64)
+            valid = np.ones(change.shape, bool) if mask is None else mask[self.prognostic]
+            sums += np.where(valid, change, 0).sum(axis=(1, 2))
+            squares += np.where(valid, change**2, 0).sum(axis=(1, 2))
+            counts += valid.sum(axis=(1, 2))
+        counts = np.maximum(counts, 1)
+        std = np.sqrt(np.maximum(squares / counts - (sums / counts) ** 2, 0))
+        return np.where(std > 0, std, 1.0)
+
     def spread(self, limit: int | None) -> SamplePairs:
         """A copy restricted to at most ``limit`` samples spread evenly over the split (itself when None)."""
         if not limit or limit >= len(self):

@@ -53,10 +53,12 @@ class ModelSpec:
 
     ``fit(config, rows, cols, inputs, outputs)`` returns the config fitted to a data set's grid and channel
     counts; ``grid(config)`` the (rows, cols) the model runs on (at most the data's rows, counted from the
-    north; exactly its columns); ``channels(config)`` the (input, output) channel counts of [B, C, H, W].
+    north; exactly its columns); ``channels(config)`` the (input, output) channel counts of [B, C, H, W];
+    ``fit_samples(config, pairs)``, when given, what the config measures on the training samples.
     ``history`` input times are stacked as channels (GraphCast: 2). ``datasets`` are the data kinds the study
-    trains this model on. ``float32_cells`` stay float32 under MindSpore's mixed precision, as torch's
-    autocast keeps them.
+    trains this model on, with ``study_sets`` (``--set`` lines) on every run; with ``pretrain_sets`` the study
+    first pre-trains with those and then fine-tunes from the pre-trained weights. ``float32_cells`` stay float32
+    under MindSpore's mixed precision, as torch's autocast keeps them.
     """
 
     name: str
@@ -73,6 +75,9 @@ class ModelSpec:
     objectives: tuple[str, ...] = ("forecast",)
     foreign: ForeignReader | None = None
     datasets: tuple[str, ...] = ("atmosphere",)
+    study_sets: tuple[str, ...] = ()
+    pretrain_sets: tuple[str, ...] = ()
+    fit_samples: Callable[[Any, Any], Any] | None = None  # (config, training SamplePairs) -> config fitted to them
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.objectives) - set(OBJECTIVES))
@@ -120,13 +125,21 @@ class ModelSpec:
 
 class PatchedGridConfig:
     """What the configs of models on a patched grid share (FourCastNet, AI-GOMS): fields ``img_size`` (H, W),
-    ``patch_size``, ``in_chans`` and ``out_chans``; strict ``from_dict``; ``to_dict`` as JSON; ``for_data``. A
-    mixin of frozen dataclasses: it has no fields of its own."""
+    ``patch_size``, ``in_chans``, ``out_chans``, ``residual`` and ``change_scale``; strict ``from_dict``;
+    ``to_dict`` as JSON; ``for_data``. A mixin of frozen dataclasses: it has no fields of its own.
+
+    ``residual`` (earthport's option, off by default: the original projects predict the whole state) makes a model's
+    output ``state + change_scale * network``: the input state (its first ``out_chans`` channels, earthport's input
+    order) plus the step's change in units of its typical size per channel. A backbone that must carry the whole
+    state through its tokens loses to persistence where the state changes little in a step (the ocean in a day)
+    until it has learnt the identity; learning the change does not."""
 
     img_size: tuple[int, int]
     patch_size: int
     in_chans: int
     out_chans: int
+    residual: bool
+    change_scale: tuple[float, ...]
 
     def _check_grid(self, positive: tuple[str, ...]) -> None:
         """``img_size`` a tuple of two positive sizes that ``patch_size`` tiles; the ``positive`` fields >= 1."""
@@ -139,13 +152,24 @@ class PatchedGridConfig:
         if self.img_size[0] % self.patch_size or self.img_size[1] % self.patch_size:
             raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
 
+    def _check_residual(self) -> None:
+        """``residual`` (a field of the config) needs the outputs among the inputs; ``change_scale`` one positive
+        value per output (or none)."""
+        scale = tuple(float(v) for v in self.change_scale)
+        object.__setattr__(self, "change_scale", scale)
+        if self.residual and self.in_chans < self.out_chans:
+            raise ConfigError(f"residual needs the {self.out_chans} outputs among the {self.in_chans} inputs")
+        if scale and (len(scale) != self.out_chans or min(scale) <= 0):
+            raise ConfigError(f"change_scale needs {self.out_chans} positive values, got {list(scale)}")
+
     @property
     def grid(self) -> tuple[int, int]:
         """Token grid (h, w) = img_size // patch_size."""
         return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "img_size": list(self.img_size)}  # type: ignore[call-overload]
+        values = asdict(self)  # type: ignore[call-overload]
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}  # as JSON
 
     @classmethod
     def from_dict(cls, data: dict) -> Any:
@@ -162,6 +186,14 @@ class PatchedGridConfig:
             raise ConfigError(f"grid width {width} is not a multiple of patch_size {self.patch_size}")
         rows = height - height % self.patch_size
         return replace(self, img_size=(rows, width), in_chans=in_chans, out_chans=out_chans)  # type: ignore[type-var]
+
+
+def fit_change_scale(config: Any, pairs: Any) -> Any:
+    """A residual config's ``change_scale``, when unset: the std of a step's change per output channel on the
+    training samples (``SamplePairs.change_std``; GraphCast's ``diff_std``)."""
+    if not config.residual or config.change_scale:
+        return config
+    return replace(config, change_scale=tuple(pairs.change_std()))
 
 
 def fit_patched(config: PatchedGridConfig, rows: int, cols: int, inputs: int, outputs: int) -> Any:

@@ -70,6 +70,8 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
     for name, pairs in (("train", train_pairs), ("valid", valid_pairs)):
         if len(pairs) == 0:
             raise EarthportError(f"{directory.root}: the {name} split has no (input, target) pair dt={config.dt} apart")
+    if spec.fit_samples is not None:  # one-step samples: a fine-tuning run with more steps measures the same
+        model_config = spec.fit_samples(model_config, probe)
     info = {
         "path": str(directory.root),
         "input_channels": train_pairs.input_names[: len(train_pairs.prognostic) + len(train_pairs.forcing)],

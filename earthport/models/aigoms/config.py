@@ -2,8 +2,11 @@
 
 ``paper`` is the published backbone: 720 x 1440 (0.25 degrees, the last of 721 rows dropped), 67 inputs (T, S, U,
 V at 15 depths, SSH, 5 ERA5 forcings, orography) and 61 outputs, patch 8 (90 x 180 = 16,200 tokens), an encoder of
-16 blocks of width 512 and a decoder of 8 blocks of width 1024, 8 spectral blocks: 113,891,901 trainable
-parameters. ``img_size``, ``in_chans`` and ``out_chans`` follow the data unless set (``for_data``).
+16 blocks of width 512 and a decoder of 8 blocks of width 1024, 8 spectral blocks: 113,890,877 trainable
+parameters (the published 113,891,901 less the unused ``fc_norm``). ``img_size``, ``in_chans`` and ``out_chans``
+follow the data unless set (``for_data``).
+
+``residual`` and ``change_scale``: see ``PatchedGridConfig``; masked inputs are masked in the skip too.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class AIGOMSConfig(PatchedGridConfig):
     mlp_ratio: float = 4.0
     sparsity_threshold: float = 0.01
     hard_thresholding_fraction: float = 1.0
+    residual: bool = False  # earthport's option: predict the change from the input state (its first out_chans)
+    change_scale: tuple[float, ...] = ()  # residual: per output channel, the std of a step's change (empty: 1)
 
     def __post_init__(self) -> None:
         check_fields(self, "model", ConfigError)
@@ -38,6 +43,7 @@ class AIGOMSConfig(PatchedGridConfig):
         for name in ("embed_dim", "decoder_embed_dim"):
             if getattr(self, name) % self.num_blocks or getattr(self, name) % 4:
                 raise ConfigError(f"{name} {getattr(self, name)} must divide by num_blocks {self.num_blocks} and 4")
+        self._check_residual()
         if not 0 < self.hard_thresholding_fraction <= 1:
             raise ConfigError(f"hard_thresholding_fraction {self.hard_thresholding_fraction} is not in (0, 1]")
 

@@ -156,6 +156,8 @@ class AIGOMS(nn.Cell):
         self.decoder_blocks = nn.CellList([Block(dd, config) for _ in range(config.decoder_depth)])
         self.decoder_norm = nn.LayerNorm((dd,), epsilon=1e-5)
         self.decoder_pred = PatchPredict(config)
+        self.change_scale = Tensor(np.array(config.change_scale or [1.0] * config.out_chans, np.float32).reshape(
+            1, -1, 1, 1))  # fmt: skip
 
     def construct(self, x, mask_ratio: float = 0.0, ids_shuffle=None):
         """As torch's ``forward``; masking needs ``ids_shuffle`` [B, L] int (a permutation per sample)."""
@@ -169,11 +171,24 @@ class AIGOMS(nn.Cell):
         tokens = self.decoder_embed(self.norm(tokens))
         if keep < length:
             filled = ops.concat((tokens, ops.tile(self.mask_token, (batch, length - keep, 1))), axis=1)
-            tokens = _take(filled, ops.argsort(ids_shuffle.astype(ms.float32), axis=1))
+            tokens = _take(filled, _restore(ids_shuffle))
         tokens = tokens + self.decoder_pos_embed
         for block in self.decoder_blocks:
             tokens = block(tokens)
-        return self.decoder_pred(self.decoder_norm(tokens))
+        out = self.decoder_pred(self.decoder_norm(tokens))
+        if not self.config.residual:
+            return out
+        state = x[:, : self.config.out_chans]
+        if keep < length:  # the skip sees what the encoder sees
+            (h, w), p = self.config.grid, self.config.patch_size
+            seen = (_restore(ids_shuffle) < keep).astype(x.dtype).reshape(batch, 1, h, 1, w, 1)
+            state = state * ops.broadcast_to(seen, (batch, 1, h, p, w, p)).reshape(batch, 1, h * p, w * p)
+        return state + self.change_scale * out
+
+
+def _restore(ids_shuffle):
+    """Each token's place in ``ids_shuffle`` [B, L] (argsort; float32 holds token indices exactly to 2**24)."""
+    return ops.argsort(ids_shuffle.astype(ms.float32), axis=1)
 
 
 def _take(tokens, ids):

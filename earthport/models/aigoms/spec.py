@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from earthport.models.aigoms.config import PRESETS, AIGOMSConfig
 from earthport.models.aigoms.original import ORIGINAL
-from earthport.models.base import ModelSpec, fit_patched, patched_channels, patched_grid
+from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
 from earthport.models.rules import Rule
 
 # Every LayerNorm (each block's norm1 and norm2, the encoder's norm, decoder_norm): MindSpore's gamma and beta.
@@ -30,4 +30,8 @@ SPEC = ModelSpec(
     objectives=("forecast", "masked_pretrain"),
     foreign=ORIGINAL,
     datasets=("ocean", "ostia"),
+    fit_samples=fit_change_scale,
+    # the original's loss; the change of a day learnt, not the whole state (see config.py)
+    study_sets=("loss=channel_relative_l2", "residual=true"),
+    pretrain_sets=("objective=masked_pretrain", "mask_ratio=0.5"),
 )

@@ -108,6 +108,8 @@ class AIGOMS(nn.Module):
         self.decoder_norm = nn.LayerNorm(dd, eps=1e-5)
         p = config.patch_size
         self.decoder_pred = nn.ConvTranspose2d(dd, config.out_chans, kernel_size=p, stride=p)
+        scale = torch.tensor(config.change_scale or [1.0] * config.out_chans).reshape(1, -1, 1, 1)
+        self.register_buffer("change_scale", scale, persistent=False)  # from the config, not the weights
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -145,4 +147,12 @@ class AIGOMS(nn.Module):
             tokens = block(tokens)
         h, w = self.config.grid
         features = self.decoder_norm(tokens).transpose(1, 2).reshape(batch, -1, h, w)
-        return self.decoder_pred(features)
+        out = self.decoder_pred(features)
+        if not self.config.residual:
+            return out
+        state = x[:, : self.config.out_chans]
+        if keep < length:  # the skip sees what the encoder sees
+            p = self.config.patch_size
+            seen = (torch.argsort(ids_shuffle, dim=1) < keep).to(x.dtype).reshape(batch, 1, h, 1, w, 1)
+            state = state * seen.expand(-1, -1, -1, p, -1, p).reshape(batch, 1, h * p, w * p)
+        return state + self.change_scale * out

@@ -30,10 +30,13 @@ class FourCastNetConfig(PatchedGridConfig):
     num_blocks: int = 8
     sparsity_threshold: float = 0.01
     hard_thresholding_fraction: float = 1.0
+    residual: bool = False  # earthport's option (see PatchedGridConfig): learn the step's change
+    change_scale: tuple[float, ...] = ()  # residual: per output channel, the std of a step's change (empty: 1)
 
     def __post_init__(self) -> None:
         check_fields(self, "model", ConfigError)
         self._check_grid(("embed_dim", "depth", "num_blocks"))
+        self._check_residual()
         if self.embed_dim % self.num_blocks:
             raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_blocks {self.num_blocks}")
         if not 0 < self.hard_thresholding_fraction <= 1:

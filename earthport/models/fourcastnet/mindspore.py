@@ -21,7 +21,7 @@ from earthport.models.fourcastnet.config import FourCastNetConfig, kept_region
 from earthport.optional import import_mindspore
 
 ms = import_mindspore()
-from mindspore import Parameter, nn, ops  # noqa: E402
+from mindspore import Parameter, Tensor, nn, ops  # noqa: E402
 from mindspore.common.initializer import Normal, TruncatedNormal, Zero, initializer  # noqa: E402
 
 from earthport.models.layers.mindspore_fft import IRFFT2, RFFT2  # noqa: E402
@@ -194,6 +194,9 @@ class FourCastNet(nn.Cell):
             parameter.requires_grad = False  # or MindSpore's AdamW would still weight-decay it
         out = config.out_chans * config.patch_size**2
         self.head = nn.Dense(config.embed_dim, out, weight_init=TruncatedNormal(0.02), has_bias=False)
+        self.residual = config.residual
+        self.change_scale = Tensor(np.array(config.change_scale or [1.0] * config.out_chans, np.float32).reshape(
+            1, -1, 1, 1))  # fmt: skip
 
     def forward_features(self, x):
         """x: [batch, in_chans, H, W] -> tokens [batch, h, w, embed]."""
@@ -208,5 +211,5 @@ class FourCastNet(nn.Cell):
         tokens = self.head(self.forward_features(x))  # [batch, h, w, patch * patch * out_chans]
         batch, p, c = tokens.shape[0], self.patch, self.out_chans
         h, w = self.grid
-        x = tokens.reshape(batch, h, w, p, p, c).transpose(0, 5, 1, 3, 2, 4)
-        return x.reshape(batch, c, h * p, w * p)
+        out = tokens.reshape(batch, h, w, p, p, c).transpose(0, 5, 1, 3, 2, 4).reshape(batch, c, h * p, w * p)
+        return x[:, :c] + self.change_scale * out if self.residual else out

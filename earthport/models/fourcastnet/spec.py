@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from earthport.models.base import ModelSpec, fit_patched, patched_channels, patched_grid
+from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
 from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
 from earthport.models.fourcastnet.nvlabs import NVLABS
 from earthport.models.rules import Rule
@@ -30,4 +30,6 @@ SPEC = ModelSpec(
     objectives=("forecast",),
     foreign=NVLABS,
     datasets=("atmosphere", "ocean", "ostia"),
+    fit_samples=fit_change_scale,
+    study_sets=("residual=true",),  # the step's change learnt (see PatchedGridConfig); NVlabs' files load without
 )

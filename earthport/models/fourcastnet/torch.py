@@ -148,6 +148,8 @@ class FourCastNet(nn.Module):
         self.head = nn.Linear(config.embed_dim, config.out_chans * config.patch_size**2, bias=False)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(_init_weights)
+        scale = torch.tensor(config.change_scale or [1.0] * config.out_chans).reshape(1, -1, 1, 1)
+        self.register_buffer("change_scale", scale, persistent=False)  # from the config, not the weights
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, in_chans, H, W] -> tokens [batch, h, w, embed]."""
@@ -163,7 +165,8 @@ class FourCastNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, in_chans, H, W] -> [batch, out_chans, H, W]."""
         tokens = self.head(self.forward_features(x))  # [batch, h, w, patch * patch * out_chans]
-        return unpatchify(tokens, self.config.patch_size, self.config.out_chans)
+        out = unpatchify(tokens, self.config.patch_size, self.config.out_chans)
+        return x[:, : self.config.out_chans] + self.change_scale * out if self.config.residual else out
 
 
 def unpatchify(tokens: torch.Tensor, patch: int, channels: int) -> torch.Tensor:
