@@ -29,6 +29,22 @@ def test_verify_tiny_passes_its_targets(tmp_path, capsys):
     assert "PASSED" in (out / "verify.md").read_text() and "PASSED" in text
 
 
+def test_verify_aigoms_reports_u0_t0_s0_and_the_masked_forward(tmp_path):
+    """AI-GOMS on generated ocean data: the targets met, the paper's U0, T0 and S0 followed lead by lead (no drift
+    that grows with the rollout), and a 75 %-masked forward equal in both frameworks with the same tokens."""
+    out = tmp_path / "verify"
+    assert main(["verify", "-q", "--model", "aigoms", "--out", str(out), "--train-steps", "3", "--inits", "2"]) == 0
+    report = json.loads((out / "verify.json").read_text())
+    assert report["passed"] and report["masked_forward"]["mask_ratio"] == 0.75
+    assert report["masked_forward"]["max_rel_error"] <= 1e-5
+    variables = report["variables"]
+    assert {"thetao_0m", "so_0m", "uo_0m"} <= set(variables)
+    for name in ("thetao_0m", "so_0m", "uo_0m"):
+        apart = variables[name]["field_rel_l2_by_lead"]
+        assert len(apart) == 10 and max(apart) < 1e-5 and variables[name]["drift"] < 10, (name, apart)
+    assert "Variable by variable" in (out / "verify.md").read_text()
+
+
 def test_a_wrong_gelu_is_found_at_its_layer():
     """MindSpore's default tanh GELU in one block: the comparison names that block's MLP."""
     import torch

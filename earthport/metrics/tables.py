@@ -11,7 +11,8 @@ from earthport.errors import DataError
 from earthport.metrics.scores import acc_samples, mse, rmse_from_mse
 
 SCORE_COLUMNS = ("forecast", "channel", "lead_hours", "rmse", "acc")
-HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("sst", "thetao_0m", "so_0m", "zos")}  # by data kind
+# By data kind; the ocean's are AI-GOMS's T0, S0, U0 (the paper's Figure 2) and SSH.
+HEADLINE = {"atmosphere": ("z500", "t850", "t2m"), "ocean": ("sst", "thetao_0m", "so_0m", "uo_0m", "zos")}
 
 
 def headline_channels(kind: str, names: Sequence[str]) -> list[str]:

@@ -116,6 +116,11 @@ def _markdown(report: dict, headline: list[str], figures: list[str]) -> str:
         lines.append(f"| {name} | ≤ {target['target']:.0e} | {target['measured']:.3e} | {target['passed']} |")
     lines += ["", f"Weights: {report['conversion']['summary']}", ""]
     lines += _forward_lines(report["forward"])
+    if "masked_forward" in report:
+        m = report["masked_forward"]
+        lines += [f"With {m['mask_ratio']:.0%} of the input tokens masked (the same tokens in both): max rel error "
+                  f"{m['max_rel_error']:.3e}, rel L2 {m['rel_l2_error']:.3e}.", ""]  # fmt: skip
+    lines += _variable_lines(report["variables"], report["rollout"]["lead_hours"])
     first, growth = report["layers"]["first_jump"], report["layers"]["largest_growth"]
     lines += ["## Layer by layer", ""]
     if first:
@@ -141,6 +146,18 @@ def _markdown(report: dict, headline: list[str], figures: list[str]) -> str:
     lines += _rollout_lines(report["rollout"], headline)
     lines += ["![difference maps](difference_maps.png)", "", "![spectra](spectra.png)", ""]
     return "\n".join(lines)
+
+
+def _variable_lines(variables: dict, hours: list[float]) -> list[str]:
+    """The headline variables (U0, T0, S0 for the ocean): how far apart the frameworks are, lead by lead."""
+    header = " | ".join(f"+{h:g} h" for h in hours)
+    lines = ["## Variable by variable", "", "Forecast fields, MindSpore vs PyTorch: rel L2 per lead; drift = the last "
+             "lead's difference / the first lead's.", "", f"| variable | forward max rel | {header} | drift |",
+             "|---" * (len(hours) + 3) + "|"]  # fmt: skip
+    for name, v in variables.items():
+        leads = " | ".join(f"{e:.1e}" for e in v["field_rel_l2_by_lead"])
+        lines.append(f"| {name} | {v['forward_max_rel_error']:.1e} | {leads} | ×{v['drift']:.3g} |")
+    return [*lines, ""]
 
 
 def _forward_lines(forward: dict) -> list[str]:

@@ -26,9 +26,12 @@ class MindSporeProbe:
         self.cell, self.history = cell, history
         cell.set_train(False)
 
-    def forward(self, inputs: np.ndarray, graph: bool = False) -> np.ndarray:
+    def forward(self, inputs: np.ndarray, graph: bool = False, masking: tuple | None = None) -> np.ndarray:
         with _mode(graph):
-            return self.cell(ms.Tensor(inputs)).asnumpy()
+            if masking is None:
+                return self.cell(ms.Tensor(inputs)).asnumpy()
+            ratio, ids = masking
+            return self.cell(ms.Tensor(inputs), ratio, ms.Tensor(ids)).asnumpy()
 
     def layer_outputs(self, inputs: np.ndarray, depth: int = 3) -> dict[str, np.ndarray]:
         """The output of every cell named with fewer than ``depth`` dots (PyNative, where MindSpore runs hooks)."""

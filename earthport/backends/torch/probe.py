@@ -27,9 +27,13 @@ class TorchProbe:
         self.module, self.history = module.eval(), history
 
     @torch.no_grad()
-    def forward(self, inputs: np.ndarray, graph: bool = False) -> np.ndarray:
-        """Outputs [batch, out, H, W] (``graph`` is MindSpore's; torch runs eagerly)."""
-        return self.module(torch.from_numpy(inputs)).numpy()
+    def forward(self, inputs: np.ndarray, graph: bool = False, masking: tuple | None = None) -> np.ndarray:
+        """Outputs [batch, out, H, W] (``graph`` is MindSpore's; torch runs eagerly); ``masking``: (mask_ratio,
+        ids_shuffle [batch, tokens]) for a model that masks its input tokens."""
+        if masking is None:
+            return self.module(torch.from_numpy(inputs)).numpy()
+        ratio, ids = masking
+        return self.module(torch.from_numpy(inputs), ratio, torch.from_numpy(ids).long()).numpy()
 
     def layer_outputs(self, inputs: np.ndarray, depth: int = 3) -> dict[str, np.ndarray]:
         """The output of every submodule named with fewer than ``depth`` dots, in execution order."""
