@@ -4,7 +4,8 @@ Stages, each a command of earthport's own CLI run in a child process, so that ev
 of its own (MindSpore's CPU threads keep spinning after work and slow torch beside them):
 
     data       generated atmosphere and ocean data, the real OSTIA SST (written once)
-    train      each model x framework x data set, to convergence (patience) within a time limit
+    train      each model x framework x data set, to convergence (patience) within a time limit (pre-training
+               first, then fine-tuning from it, for a model whose spec asks for it: AI-GOMS)
     convert    the torch weights to MindSpore, with the mapping report
     verify     parity of the trained torch model and its MindSpore twin
     infer      each framework's own trained model on the test years, against persistence and climatology
@@ -21,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +33,6 @@ from earthport.data.generate import generate
 from earthport.data.sample_data import BUILTIN, builtin_dataset
 from earthport.errors import EarthportError
 from earthport.models import registry
-from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 from earthport.optional import mindspore_available
 from earthport.progress import console, progress_bar
 from earthport.records.record import write_record
@@ -100,15 +101,15 @@ def plan(
 ) -> list[Stage]:  # fmt: skip
     """The stages of a study, in order: each model on the data sets its spec names, in every framework;
     ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
-    runs = [Run(model, name, framework) for model in models or [DEFAULT_MODEL]
+    runs = [Run(model, name, framework) for model in models or list(registry.MODELS)
             for name in registry.spec(model).datasets for framework in frameworks]  # fmt: skip
-    stages = [_train(out, run, datasets[run.data], preset, device, scale) for run in runs]
+    stages = [stage for run in runs for stage in _train(out, run, datasets[run.data], preset, device, scale)]
     if "mindspore" in frameworks:
-        for model in models or [DEFAULT_MODEL]:
+        for model in models or list(registry.MODELS):
             stages += _convert_and_verify(out, model, datasets)
     stages += [_infer(out, run, datasets[run.data], device, scale) for run in runs]
     stages += [_bench(out, model, framework, preset, device, scale, tdp_watts)
-               for model in models or [DEFAULT_MODEL] for framework in frameworks]  # fmt: skip
+               for model in models or list(registry.MODELS) for framework in frameworks]  # fmt: skip
     return stages
 
 
@@ -119,9 +120,11 @@ class Run:
     model: str
     data: str
     framework: str
+    phase: str = ""  # "pretrain": the pre-training run a model's spec asks for before this one
 
     def folder(self, out: Path) -> Path:
-        return out / "runs" / f"{self.model}-{self.data}-{self.framework}"
+        phase = f"-{self.phase}" if self.phase else ""
+        return out / "runs" / f"{self.model}-{self.data}{phase}-{self.framework}"
 
 
 def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path]) -> list[Stage]:
@@ -133,13 +136,30 @@ def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path]) -> lis
     return [Stage(f"convert {model}", convert), Stage(f"verify {model}", [*verify, "--checkpoint", str(best)])]
 
 
-def _train(out: Path, run: Run, data: Path, preset: str, device: str, scale: Scale) -> Stage:
+def _train(out: Path, run: Run, data: Path, preset: str, device: str, scale: Scale) -> list[Stage]:
+    """The run's training stage, after a pre-training stage when the model's spec asks for one: then each gets
+    half the epochs and time, and the run starts from the pre-trained best weights."""
+    spec = registry.spec(run.model)
+    if not spec.pretrain_sets:
+        return [_train_stage(out, run, data, preset, device, scale.max_epochs, scale.train_seconds[run.data])]
+    epochs, seconds = max(1, scale.max_epochs // 2), scale.train_seconds[run.data] / 2
+    first = Run(run.model, run.data, run.framework, "pretrain")
+    pretrain = _train_stage(out, first, data, preset, device, epochs, seconds, spec.pretrain_sets)
+    start = ["--init-from", str(first.folder(out) / CHECKPOINT[run.framework])]
+    return [pretrain, _train_stage(out, run, data, preset, device, epochs, seconds, extra=start)]
+
+
+def _train_stage(out: Path, run: Run, data: Path, preset: str, device: str, epochs: int, seconds: float,
+                 sets: tuple[str, ...] = (), extra: Sequence[str] = ()) -> Stage:  # fmt: skip
     folder = run.folder(out)
     command = ["train", "-q", "--model", run.model, "--data", str(data), "--out", str(folder), "--preset", preset]
-    command += ["--framework", run.framework, "--device", device, "--max-epochs", str(scale.max_epochs)]
-    command += ["--time-limit", str(scale.train_seconds[run.data]), "--lr", "2e-3", "--batch-size", "8"]
+    command += ["--framework", run.framework, "--device", device, "--max-epochs", str(epochs)]
+    command += ["--time-limit", f"{seconds:g}", "--lr", "2e-3", "--batch-size", "8", *extra]
+    for line in (*registry.spec(run.model).study_sets, *sets):
+        command += ["--set", line]
     done = str(folder / CHECKPOINT[run.framework])
-    return Stage(f"train {run.model} {run.data} {run.framework}", command, done_when=done, owns=str(folder))
+    name = f"{run.phase or 'train'} {run.model} {run.data} {run.framework}"
+    return Stage(name, command, done_when=done, owns=str(folder))
 
 
 def _infer(out: Path, run: Run, data: Path, device: str, scale: Scale) -> Stage:
@@ -167,11 +187,11 @@ def run_study(
     models: list[str] | None = None,
 ) -> dict:  # fmt: skip
     """Run every stage, then the report; returns the study record (``OUT/study.json``). ``models``: the models
-    to study (default: the default model), each on the data sets its spec names. A re-run in the same ``out``
+    to study (default: every model earthport has), each on the data sets its spec names. A re-run in the same ``out``
     reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
     earthport's, and is locked for the run."""
     out = Path(out)
-    models = list(models or [DEFAULT_MODEL])
+    models = list(models or list(registry.MODELS))
     for model in models:
         registry.spec(model)  # an unknown name fails here, naming the models there are
     unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]
