@@ -57,6 +57,7 @@ class TrainConfig:
     precision: str = "fp32"
     grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
     rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
+    freeze_backbone: bool = False  # train only the model's head (its spec's ``head``), e.g. from --init-from
     patience: int = 5  # epochs without a min_delta improvement of the validation loss before stopping
     min_delta: float = 0.0
     time_limit: float | None = None  # seconds of training before stopping

@@ -24,7 +24,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.config, args.set, model_fields, model=args.model, preset=args.preset, lr=args.lr,
         batch_size=args.batch_size, max_epochs=max_epochs, patience=patience,
         time_limit=args.time_limit, device=args.device, precision=args.precision, seed=args.seed,
-        framework=args.framework, ms_mode=args.ms_mode,
+        framework=args.framework, ms_mode=args.ms_mode, freeze_backbone=args.freeze_backbone or None,
     )  # fmt: skip
     record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
                    overwrite=args.overwrite, init_from=args.init_from)  # fmt: skip
@@ -122,6 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.* of most steps)")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="train only the model's head on the frozen backbone (with --init-from: a downstream head)")
     p.add_argument("--init-from", type=Path, metavar="CKPT",
                    help="start a new run from CKPT's weights (fine-tuning; optimizer and schedule start afresh)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in total (resumable)")

@@ -78,6 +78,7 @@ class ModelSpec:
     study_sets: tuple[str, ...] = ()
     pretrain_sets: tuple[str, ...] = ()
     fit_samples: Callable[[Any, Any], Any] | None = None  # (config, training SamplePairs) -> config fitted to them
+    head: tuple[str, ...] = ()  # parameter name prefixes of the light output head (``--freeze-backbone`` trains them)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.objectives) - set(OBJECTIVES))
@@ -116,6 +117,13 @@ class ModelSpec:
 
     def output_shape(self, config: Any, batch: int) -> tuple[int, int, int, int]:
         return (batch, self.channels(config)[1], *self.grid(config))
+
+    def trains(self, parameter: str, freeze_backbone: bool) -> bool:
+        """Whether the parameter named ``parameter`` (the same in torch and MindSpore) trains: with
+        ``freeze_backbone`` only the head's do."""
+        if freeze_backbone and not self.head:
+            raise ConfigError(f"model {self.name} names no head to train on a frozen backbone")
+        return not freeze_backbone or parameter.startswith(self.head)
 
     def check_objective(self, objective: str) -> str:
         if objective not in self.objectives:

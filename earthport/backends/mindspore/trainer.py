@@ -70,6 +70,8 @@ class MindSporeTrainer:
         self.net = spec.mindspore_class()(data.model_config, **recompute)
         float32_cells = spec.mindspore_float32()
         self.forward_net, self.amp = runtime.mixed_precision(self.net, config.precision, self.device, float32_cells)
+        for name, parameter in self.net.parameters_and_names():
+            parameter.requires_grad = parameter.requires_grad and spec.trains(name, config.freeze_backbone)
         self.optimizer = FusedAdamW(self.net.trainable_params(), lr=config.lr, weight_decay=config.weight_decay)
         self.schedule = CosineSchedule(config.lr, config.max_epochs * data.steps_per_epoch)
         self.scaler = runtime.loss_scaler(config.precision)

@@ -50,7 +50,11 @@ class TorchTrainer:
         self.model = registry.spec(config.model).torch_class()(data.model_config).to(self.device.torch)
         self.model.activation_checkpointing = config.activation_checkpointing
         runtime.compile_model(self.model, config.compile)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        spec = registry.spec(config.model)
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_(parameter.requires_grad and spec.trains(name, config.freeze_backbone))
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
         t_max = config.max_epochs * data.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t_max)
         self.scaler = runtime.grad_scaler(self.device, config.precision)

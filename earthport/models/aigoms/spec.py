@@ -31,6 +31,7 @@ SPEC = ModelSpec(
     foreign=ORIGINAL,
     datasets=("ocean", "ostia"),
     fit_samples=fit_change_scale,
+    head=("decoder_pred.",),  # the ConvTranspose2d from the decoder's features to the grid
     # the original's loss; the change of a day learnt, not the whole state (see config.py)
     study_sets=("loss=channel_relative_l2", "residual=true"),
     pretrain_sets=("objective=masked_pretrain", "mask_ratio=0.5"),

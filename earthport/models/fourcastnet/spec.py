@@ -31,5 +31,6 @@ SPEC = ModelSpec(
     foreign=NVLABS,
     datasets=("atmosphere", "ocean", "ostia"),
     fit_samples=fit_change_scale,
+    head=("head.",),  # the linear map from the tokens to the patches
     study_sets=("residual=true",),  # the step's change learnt (see PatchedGridConfig); NVlabs' files load without
 )
