@@ -231,3 +231,32 @@ def test_region_weighting_weighs_the_box_and_counts_in_every_loss(ocean_dir, tmp
         assert float(loss(inside, target, map_)) > float(loss(outside, target, map_)), name
     with pytest.raises(ConfigError, match="region"):
         TrainConfig(region=(1, 2, 3))
+
+
+def test_a_30_day_rollout_scores_every_variable_depth_and_lead(tmp_path):
+    """`earthport infer --steps 30` on AI-GOMS: masked RMSE/ACC per channel (variable at depth) and lead beside
+    persistence and climatology; the forecast file has depth as a dimension."""
+    import pandas as pd
+    import xarray as xr
+
+    from earthport.cli import main
+    from earthport.config import TrainConfig
+    from earthport.data.generate import generate
+    from earthport.workflows.train import train
+
+    data = tmp_path / "ocean"
+    generate(data, "ocean", grid=(16, 32), years=3, steps_per_year=36, seed=2)
+    quick = {"device": "cpu", "batch_size": 4, "max_train_samples": 4, "max_valid_samples": 2, "max_epochs": 1}
+    train(TrainConfig(model="aigoms", **quick), data, tmp_path / "run", progress=False)
+    out = tmp_path / "month.nc"
+    args = ["infer", "-q", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--data", str(data), "--steps", "30",
+            "--out", str(out), "--max-inits", "2", "--device", "cpu", "--latency-repeats", "0"]  # fmt: skip
+    assert main(args) == 0
+    scores = pd.read_csv(tmp_path / "month.scores.csv")
+    assert sorted(set(scores["lead_hours"])) == [24 * day for day in range(1, 31)]
+    assert set(scores["forecast"]) == {"aigoms", "persistence", "climatology"}
+    assert {"thetao_0m", "so_100m", "uo_50m", "vo_10m", "zos"} <= set(scores["channel"])
+    assert scores["rmse"].notna().all()
+    with xr.open_dataset(out, decode_timedelta=False) as ds:
+        assert ds["thetao"].dims == ("init_time", "lead_time", "depth", "lat", "lon")
+        assert ds["thetao"].shape[1:3] == (30, 5)
