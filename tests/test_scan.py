@@ -151,3 +151,18 @@ def test_probes_run_and_cache_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(probes, "run_probe", lambda *a, **k: pytest.fail("a cached probe ran again"))
     assert probes.probe_ops(["ops.roll", "ops.matmul"], "CPU") == found
     assert probes.cache_path("CPU", probes.mindspore_version()).exists()
+
+
+def test_aigoms_scans_ready_with_its_1d_fft_adapters():
+    """AI-GOMS's torch model: the token rfft/irfft map to earthport's 1-D adapters (native or four-step), the slice
+    write of the kept modes to a functional form, and nothing blocks."""
+    from earthport.models.aigoms.config import PRESETS as AIGOMS
+
+    config = {"config": {**AIGOMS["tiny"].to_dict()}}
+    report = scan("earthport.models.aigoms.torch:AIGOMS", config, (1, 26, 32, 64), probe=False)
+    ops = rows(report)
+    assert "mindspore_fft.RFFT" in ops["aten.fft_rfft.default"]["mindspore"]
+    assert "mindspore_fft.IRFFT" in ops["aten.fft_irfft.default"]["mindspore"]
+    assert ops["aten.copy_.default"]["status"] == "differs"
+    assert ops["aten.conv_transpose2d.input"]["where"] == {"decoder_pred": 1}
+    assert report["summary"]["by_status"]["unknown"] == 0 and report["summary"]["verdict"].startswith("ready to port")

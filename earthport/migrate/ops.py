@@ -80,6 +80,10 @@ _ROWS: list[tuple[tuple[str, ...], OpMapping]] = [
      OpMapping("ops.split / ops.chunk / ops.unbind", OK, probe="ops.split")),
     (("aten.slice", "aten.select", "aten.narrow"), OpMapping("Tensor slicing (x[a:b], x[i]) / ops.narrow", OK,
                                                              probe="tensor indexing")),
+    (("aten.copy_", "aten.slice_scatter"), OpMapping(
+        "ops.concat of the parts (or Tensor.__setitem__)", DIFFERS, "in-place writes into a slice (out[:, :k] = y): "
+        "build the result functionally, e.g. concatenate y with zeros (earthport's AFNO ports do; ops.pad's gradient "
+        "is broken in graphs)", "ops.cat")),
     (("aten.index", "aten.index_select"), OpMapping("Tensor indexing / ops.index_select", OK, probe="ops.gather")),
     (("aten.gather",), OpMapping("ops.gather_elements", OK, "torch.gather is ops.gather_elements; ops.gather is "
                                  "torch.index_select", "ops.gather_elements")),
