@@ -37,7 +37,13 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
         for data in ("atmosphere", "ocean", "ostia"):
             assert f"train fourcastnet {data} {framework}" in names and f"infer fourcastnet {data} {framework}" in names
         assert f"bench fourcastnet {framework}" in names
-    assert ("verify fourcastnet" in names) == mindspore_available()
+        for data in ("ocean", "ostia"):  # AI-GOMS: pre-trained, then fine-tuned from it
+            assert {f"pretrain aigoms {data} {framework}", f"train aigoms {data} {framework}"} <= set(names)
+        assert f"bench aigoms {framework}" in names
+    assert ("verify fourcastnet" in names) == ("verify aigoms" in names) == mindspore_available()
+    tuned = json.loads((out / "runs" / "aigoms-ocean-torch" / "record.json").read_text())
+    assert tuned["init_from"]["path"].endswith("aigoms-ocean-pretrain-torch/best.pt")
+    assert tuned["model_config"]["residual"] and len(tuned["model_config"]["change_scale"]) == 21
     page = (out / "report" / "index.html").read_text()
     sections = ("Study", "Headline skill: atmosphere", "Training efficiency", "Inference time", "Energy and efficiency",
                 "Loss curves per platform", "Accuracy per variable: ostia", "Parity")  # fmt: skip
@@ -45,8 +51,9 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
         assert section in page
     skill = headline_rmse(out)  # what `earthport study` prints at the end
     assert list(skill) == ["atmosphere", "ocean", "ostia"]
-    forecasts = {f"fourcastnet ({f})" for f in frameworks} | {"persistence", "climatology"}
+    forecasts = {f"{m} ({f})" for m in ("fourcastnet", "aigoms") for f in frameworks} | {"persistence", "climatology"}
     assert set(skill["ostia"].columns) == {"channel", "lead (h)", *forecasts}
+    assert list(dict.fromkeys(skill["ocean"]["channel"])) == ["thetao_0m", "so_0m", "uo_0m", "zos"]
     assert list(dict.fromkeys(skill["atmosphere"]["channel"])) == ["z500", "t850", "t2m"]
     assert "J (estimate)" in page  # --energy-estimate: TDP x time, labelled in every cell it fills
     for framework in frameworks:  # energy: a reading, an estimate labelled as one, or why not; never a bare zero
