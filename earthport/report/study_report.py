@@ -112,7 +112,7 @@ def _scores(infer: list[dict]) -> dict[str, pd.DataFrame]:
         if by_data.get(name):  # the baselines are the same in every record of a data set
             frame = frame[is_model]
         by_data.setdefault(name, []).append(frame)
-    return {name: _models_first(pd.concat(frames, ignore_index=True)) for name, frames in by_data.items()}
+    return {name: _models_first(pd.concat(frames, ignore_index=True)) for name, frames in sorted(by_data.items())}
 
 
 def _models_first(scores: pd.DataFrame) -> pd.DataFrame:

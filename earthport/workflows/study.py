@@ -48,6 +48,7 @@ class Scale:
     leads: dict
     inits: int
     bench_repeats: int
+    verify: tuple[int, int] = (20, 10)  # verify's training steps and rollout steps
 
 
 SCALES = {
@@ -63,7 +64,7 @@ SCALES = {
         data={"atmosphere": {"kind": "atmosphere", "grid": (16, 32), "years": 3, "steps_per_year": 24, "seed": 0},
               "ocean": {"kind": "ocean", "grid": (16, 32), "years": 3, "steps_per_year": 16, "seed": 1}},
         train_seconds={"atmosphere": 10, "ocean": 10, "ostia": 10}, max_epochs=2,
-        leads={"atmosphere": 2, "ocean": 2, "ostia": 2}, inits=2, bench_repeats=2,
+        leads={"atmosphere": 2, "ocean": 2, "ostia": 2}, inits=2, bench_repeats=2, verify=(4, 3),
     ),
 }  # fmt: skip
 CHECKPOINT = {"torch": "best.pt", "mindspore": "best.ckpt"}
@@ -106,7 +107,7 @@ def plan(
     stages = [stage for run in runs for stage in _train(out, run, datasets[run.data], preset, device, scale)]
     if "mindspore" in frameworks:
         for model in models or list(registry.MODELS):
-            stages += _convert_and_verify(out, model, datasets)
+            stages += _convert_and_verify(out, model, datasets, scale)
     stages += [_infer(out, run, datasets[run.data], device, scale) for run in runs]
     stages += [_bench(out, model, framework, preset, device, scale, tdp_watts)
                for model in models or list(registry.MODELS) for framework in frameworks]  # fmt: skip
@@ -127,12 +128,13 @@ class Run:
         return out / "runs" / f"{self.model}-{self.data}{phase}-{self.framework}"
 
 
-def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path]) -> list[Stage]:
+def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path], scale: Scale) -> list[Stage]:
     """The torch run on the model's first data set converted to MindSpore, and verified."""
     first = registry.spec(model).datasets[0]
     best = Run(model, first, "torch").folder(out) / CHECKPOINT["torch"]
     convert = ["convert", "-q", "--overwrite", str(best), str(out / "convert" / f"{model}-best.ckpt")]
     verify = ["verify", "-q", "--overwrite", "--out", str(out / "verify" / model), "--data", str(datasets[first])]
+    verify += ["--train-steps", str(scale.verify[0]), "--steps", str(scale.verify[1])]
     return [Stage(f"convert {model}", convert), Stage(f"verify {model}", [*verify, "--checkpoint", str(best)])]
 
 
