@@ -32,6 +32,25 @@ def _median_ms(call, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
+def mindspore_roundtrip(n: int, backend: str):
+    """(rfft -> irfft of [B, n, C] along dim 1 with the spectrum scaled, the gradient of its sum), not compiled:
+    what this benchmark times and ``aigoms_memory.py`` measures."""
+    import mindspore as ms
+
+    from earthport.models.layers.mindspore_fft import IRFFT, RFFT
+
+    rfft, irfft = RFFT(n, dim=1, norm="ortho", backend=backend), IRFFT(n, dim=1, norm="ortho", backend=backend)
+
+    def roundtrip(t):
+        re, im = rfft(t)
+        return irfft(re * 1.5, im * 1.5)
+
+    def total(t):
+        return roundtrip(t).sum()
+
+    return roundtrip, ms.grad(total)
+
+
 def measure(backend: str, n: int, channels: int, batch: int, repeats: int) -> dict:
     """Median ms of forward and forward + backward, and peak RSS, in this process."""
     x = np.random.default_rng(0).standard_normal((batch, n, channels)).astype(np.float32)
@@ -52,19 +71,9 @@ def measure(backend: str, n: int, channels: int, batch: int, repeats: int) -> di
     else:
         import mindspore as ms
 
-        from earthport.models.layers.mindspore_fft import IRFFT, RFFT
-
         ms.set_context(mode=ms.GRAPH_MODE)
-        rfft, irfft = RFFT(n, dim=1, norm="ortho", backend=backend), IRFFT(n, dim=1, norm="ortho", backend=backend)
-
-        def roundtrip(t):
-            re, im = rfft(t)
-            return irfft(re * 1.5, im * 1.5)
-
-        def total(t):
-            return roundtrip(t).sum()
-
-        forward_fn, grad_fn = ms.jit(roundtrip), ms.jit(ms.grad(total))
+        roundtrip, gradient = mindspore_roundtrip(n, backend)
+        forward_fn, grad_fn = ms.jit(roundtrip), ms.jit(gradient)
         tensor = ms.Tensor(x)
         forward_ms = _median_ms(lambda: forward_fn(tensor).asnumpy(), repeats)
         both_ms = _median_ms(lambda: grad_fn(tensor).asnumpy(), repeats)

@@ -158,11 +158,12 @@ class SamplePairs:
         valid cells of at most ``limit`` samples spread over the split: [out_channel] float64 (GraphCast's
         ``diff_std``, here relative to the channel's std). A channel that never changes gets 1."""
         picks, mask = self.spread(limit), self.mask
+        shape = (self.out_channels, self.rows, self.series.meta.shape[2])
+        valid = np.ones(shape, bool) if mask is None else mask[self.prognostic]
         sums, squares, counts = (np.zeros(self.out_channels) for _ in range(3))
         for i in range(len(picks)):
             inputs, targets = picks[i]
             change = (targets[0, : self.out_channels] - self.current(inputs)).astype(np.float64)
-            valid = np.ones(change.shape, bool) if mask is None else mask[self.prognostic]
             sums += np.where(valid, change, 0).sum(axis=(1, 2))
             squares += np.where(valid, change**2, 0).sum(axis=(1, 2))
             counts += valid.sum(axis=(1, 2))

@@ -171,6 +171,11 @@ class PatchedGridConfig:
             raise ConfigError(f"change_scale needs {self.out_chans} positive values, got {list(scale)}")
 
     @property
+    def output_scale(self) -> tuple[float, ...]:
+        """The residual's per-output-channel factor: ``change_scale``, or 1 for every channel when unset."""
+        return self.change_scale or (1.0,) * self.out_chans
+
+    @property
     def grid(self) -> tuple[int, int]:
         """Token grid (h, w) = img_size // patch_size."""
         return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size

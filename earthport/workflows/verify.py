@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from earthport import files
-from earthport.backends.base import backend
+from earthport.backends.base import backend, token_permutations
+from earthport.config import TrainConfig
 from earthport.data.fcn import FcnDirectory
 from earthport.data.generate import generate
 from earthport.data.samples import SamplePairs, epoch_order
@@ -62,7 +63,7 @@ def verify(
     console.print("[bold]verify[/] forward, layers, gradients")
     report["forward"] = _forward(pair, inputs, names)
     if "masked_pretrain" in spec.objectives:
-        report["masked_forward"] = _masked_forward(pair, inputs, config.tokens, seed)
+        report["masked_forward"] = _masked_forward(pair, inputs, config, seed)
     report["layers"] = _layers(pair, inputs)
     report["gradients"] = _gradients(pair, inputs, targets, mask, loss)
     console.print(f"[bold]verify[/] {train_steps} training steps in both frameworks")
@@ -157,9 +158,10 @@ def _forward(pair: _Pair, inputs: np.ndarray, names: list[str]) -> dict:
     return result
 
 
-def _masked_forward(pair: _Pair, inputs: np.ndarray, tokens: int, seed: int, ratio: float = 0.75) -> dict:
-    """Forward with ``ratio`` of the input tokens masked, the same tokens in both frameworks (GRAPH mode)."""
-    ids = np.argsort(np.random.default_rng(seed).random((len(inputs), tokens)), axis=1).astype(np.int32)
+def _masked_forward(pair: _Pair, inputs: np.ndarray, config: Any, seed: int, ratio: float = 0.75) -> dict:
+    """Forward with ``ratio`` of the input tokens masked, the same tokens in both frameworks (GRAPH mode), drawn as
+    the trainers draw them."""
+    ids = token_permutations(TrainConfig(objective="masked_pretrain", seed=seed), config, len(inputs), step=0)
     expected = pair.torch.forward(inputs, masking=(ratio, ids))
     return {"mask_ratio": ratio, **parity.compare(expected, pair.mindspore.forward(inputs, True, (ratio, ids)))}
 

@@ -47,10 +47,10 @@ class TorchTrainer:
         self.config, self.data = config, data
         self.determinism = runtime.seed_everything(config.seed, config.deterministic)
         self.device = runtime.select_device(config.device)
-        self.model = registry.spec(config.model).torch_class()(data.model_config).to(self.device.torch)
+        spec = registry.spec(config.model)
+        self.model = spec.torch_class()(data.model_config).to(self.device.torch)
         self.model.activation_checkpointing = config.activation_checkpointing
         runtime.compile_model(self.model, config.compile)
-        spec = registry.spec(config.model)
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(parameter.requires_grad and spec.trains(name, config.freeze_backbone))
         trained = [p for p in self.model.parameters() if p.requires_grad]

@@ -156,8 +156,7 @@ class AIGOMS(nn.Cell):
         self.decoder_blocks = nn.CellList([Block(dd, config) for _ in range(config.decoder_depth)])
         self.decoder_norm = nn.LayerNorm((dd,), epsilon=1e-5)
         self.decoder_pred = PatchPredict(config)
-        self.change_scale = Tensor(np.array(config.change_scale or [1.0] * config.out_chans, np.float32).reshape(
-            1, -1, 1, 1))  # fmt: skip
+        self.change_scale = Tensor(np.array(config.output_scale, np.float32).reshape(1, -1, 1, 1))
 
     def construct(self, x, mask_ratio: float = 0.0, ids_shuffle=None):
         """As torch's ``forward``; masking needs ``ids_shuffle`` [B, L] int (a permutation per sample)."""

@@ -108,7 +108,7 @@ class AIGOMS(nn.Module):
         self.decoder_norm = nn.LayerNorm(dd, eps=1e-5)
         p = config.patch_size
         self.decoder_pred = nn.ConvTranspose2d(dd, config.out_chans, kernel_size=p, stride=p)
-        scale = torch.tensor(config.change_scale or [1.0] * config.out_chans).reshape(1, -1, 1, 1)
+        scale = torch.tensor(config.output_scale).reshape(1, -1, 1, 1)
         self.register_buffer("change_scale", scale, persistent=False)  # from the config, not the weights
         self._init_weights()
 

@@ -195,8 +195,7 @@ class FourCastNet(nn.Cell):
         out = config.out_chans * config.patch_size**2
         self.head = nn.Dense(config.embed_dim, out, weight_init=TruncatedNormal(0.02), has_bias=False)
         self.residual = config.residual
-        self.change_scale = Tensor(np.array(config.change_scale or [1.0] * config.out_chans, np.float32).reshape(
-            1, -1, 1, 1))  # fmt: skip
+        self.change_scale = Tensor(np.array(config.output_scale, np.float32).reshape(1, -1, 1, 1))
 
     def forward_features(self, x):
         """x: [batch, in_chans, H, W] -> tokens [batch, h, w, embed]."""

@@ -148,7 +148,7 @@ class FourCastNet(nn.Module):
         self.head = nn.Linear(config.embed_dim, config.out_chans * config.patch_size**2, bias=False)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(_init_weights)
-        scale = torch.tensor(config.change_scale or [1.0] * config.out_chans).reshape(1, -1, 1, 1)
+        scale = torch.tensor(config.output_scale).reshape(1, -1, 1, 1)
         self.register_buffer("change_scale", scale, persistent=False)  # from the config, not the weights
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
