@@ -65,7 +65,8 @@ def _steps(args: argparse.Namespace):
 
     framework, mode = RUNNERS[args.worker]
     return build_steps(BenchSpec(model=args.model, preset=args.preset, framework=framework, ms_mode=mode,
-                                 batch_size=args.batch_size, energy="none"))  # fmt: skip
+                                 batch_size=args.batch_size, energy="none",
+                                 activation_checkpointing=args.activation_checkpointing))  # fmt: skip
 
 
 def _mindearth_steps(preset: str, batch: int) -> SimpleNamespace:
@@ -180,6 +181,7 @@ def _run(runner: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", runner, "--model", args.model, "--preset", args.preset,
                "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
                "--repeats", str(args.repeats)]  # fmt: skip
+    command += ["--activation-checkpointing"] * args.activation_checkpointing
     load_before, busy, ours, began = os.getloadavg(), _busy_s(), _children_cpu_s(), time.monotonic()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=os.environ.copy())
@@ -291,6 +293,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (0 or more); kept as first_s")
     parser.add_argument("--runners", help=f"comma-separated of {list(RUNNERS)} (default: torch,mindspore and, "
                         "for fourcastnet, mindearth)")  # fmt: skip
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="the training step recomputes the model's blocks in the backward")
     parser.add_argument("--max-rss-gb", type=float, default=18.0, help="stop a worker above this resident memory")
     parser.add_argument("--timeout-s", type=float, default=0, help="stop a worker after this long (0: never)")
     parser.add_argument("--max-others-cpu", type=float, default=float("inf"),

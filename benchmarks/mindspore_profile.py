@@ -1,7 +1,8 @@
-"""Where a MindSpore FourCastNet step spends its time, per operator type (MindSpore's profiler, CPU backend),
-and one GEMM of the model's MLP shape timed in MindSpore and in torch (each in its own process).
+"""Where a MindSpore model's step spends its time, per operator type (MindSpore's profiler, CPU backend), and
+one GEMM of FourCastNet small's MLP shape timed in MindSpore and in torch (each in its own process).
 
-    .venv/bin/python benchmarks/mindspore_profile.py --preset small --out runs/bench/mindspore_profile.json
+    .venv/bin/python benchmarks/mindspore_profile.py --model aigoms --preset small \
+        --out runs/bench/mindspore_profile_aigoms.json
 
 Prints, for inference and for a training step (forward, backward, FusedAdamW), the operator types by total
 kernel time per step, and writes them as JSON.
@@ -39,35 +40,20 @@ def _profile(step, steps: int, directory: Path) -> dict[str, float]:
     return {row["op_type"]: float(row["total_compute_time"]) / steps for row in rows}
 
 
-def profile_model(preset: str, steps: int) -> dict[str, dict[str, float]]:
-    import mindspore as ms
+def profile_model(model: str, preset: str, steps: int) -> dict[str, dict[str, float]]:
+    """Kernel ms per step by op type of the MindSpore backend's bench steps (``earthport bench``'s: inference,
+    and the trainer's step with masked MSE, clipping and ``FusedAdamW``), GRAPH mode."""
+    from earthport.bench.steps import BenchSpec
+    from earthport.workflows.bench import build_steps
 
-    from earthport.backends.mindspore.adamw import FusedAdamW
-    from earthport.models.fourcastnet.config import PRESETS
-    from earthport.models.fourcastnet.mindspore import FourCastNet
+    bench = build_steps(BenchSpec(model=model, preset=preset, framework="mindspore", energy="none"))
 
-    ms.set_context(mode=ms.GRAPH_MODE)
-    config = PRESETS[preset]
-    model = FourCastNet(config)
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((1, config.in_chans, *config.img_size), np.float32))
-    optimizer = FusedAdamW(model.trainable_params(), lr=1e-4)
-
-    def objective(inputs):
-        return model(inputs).square().mean()
-
-    grad = ms.value_and_grad(objective, None, optimizer.parameters)
-
-    @ms.jit
-    def train_step(inputs):
-        loss, grads = grad(inputs)
-        optimizer(grads)
-        return loss
+    def fenced(step):
+        return lambda: (step(), bench.sync())
 
     with tempfile.TemporaryDirectory() as tmp:
-        model.set_train(False)
-        inference = _profile(lambda: model(x).asnumpy(), steps, Path(tmp) / "infer")
-        model.set_train(True)
-        training = _profile(lambda: train_step(x).asnumpy(), steps, Path(tmp) / "train")
+        inference = _profile(fenced(bench.infer), steps, Path(tmp) / "infer")
+        training = _profile(fenced(bench.train), steps, Path(tmp) / "train")
     return {"infer": inference, "train": training}
 
 
@@ -114,12 +100,13 @@ def _child(function: str, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="fourcastnet", help="a name in earthport.models.registry")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/mindspore_profile.json"))
     args = parser.parse_args()
     gemm = {"shape": GEMM, "torch_s": _child("gemm_torch", 50), "mindspore_s": _child("gemm_ms", 50)}
-    profile = profile_model(args.preset, args.steps)
+    profile = profile_model(args.model, args.preset, args.steps)
     for kind, ops in profile.items():
         total = sum(ops.values())
         print(f"\n{kind}: {total:.1f} ms of kernel time per step")
@@ -129,7 +116,8 @@ def main() -> None:
     print(f"\nGEMM {GEMM[0]}x{GEMM[1]} @ {GEMM[1]}x{GEMM[2]}: torch {gemm['torch_s'] * 1e3:.2f} ms, "
           f"MindSpore {gemm['mindspore_s'] * 1e3:.2f} ms ({gemm['mindspore_s'] / gemm['torch_s']:.1f}x)")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"preset": args.preset, "profile_ms_per_step": profile, "gemm": gemm}, indent=1))
+    result = {"model": args.model, "preset": args.preset, "profile_ms_per_step": profile, "gemm": gemm}
+    args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
 
 

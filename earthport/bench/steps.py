@@ -24,7 +24,9 @@ DEFAULT_DATASET_SIZE = 1460
 class BenchSpec:
     """One ``earthport bench`` run. ``energy``: "auto", "none" or meter names "nvml,rapl"; ``tdp_watts``: add a
     labelled estimate (TDP x time); ``compile``: torch.compile (torch only); ``threads``: CPU threads (None:
-    the framework's default); ``budget_s``: stop timing a phase after this many seconds of timed steps."""
+    the framework's default); ``budget_s``: stop timing a phase after this many seconds of timed steps;
+    ``activation_checkpointing``: the training step recomputes the model's blocks in the backward (torch's
+    checkpointing, MindSpore's recompute), as ``TrainConfig.activation_checkpointing``."""
 
     model: str = DEFAULT_MODEL
     preset: str = "tiny"
@@ -42,6 +44,7 @@ class BenchSpec:
     threads: int | None = None
     budget_s: float | None = None
     seed: int = 0
+    activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("framework", FRAMEWORKS), ("device", DEVICES), ("precision", PRECISIONS),

@@ -43,6 +43,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         precision=args.precision, batch_size=args.batch_size, repeats=args.repeats, warmup=args.warmup,
         dataset_size=args.dataset_size, energy=args.energy, tdp_watts=args.energy_estimate, ms_mode=args.ms_mode,
         compile=args.compile, threads=args.threads, budget_s=args.time_budget,
+        activation_checkpointing=args.activation_checkpointing,
     )  # fmt: skip
     payload, path = bench(spec, args.out, overwrite=args.overwrite)
     print_bench(payload)
@@ -102,6 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--energy-estimate", type=energy_estimate, metavar="tdp=WATTS",
                    help="also estimate energy as WATTS x time, labelled; used where no meter measures")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="torch: torch.compile the model (mode 'compiled')")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="the training step recomputes the blocks in the backward (memory for time)")
     p.add_argument("--threads", type=positive_int, help="CPU threads (torch intra-op, MindSpore kernel threads)")
     p.add_argument("--time-budget", type=positive_float, metavar="SECONDS", help="stop timing a phase after this long")
     p.add_argument("--out", type=Path, help="record (default runs/bench/<model>-<preset>-<framework>-...json)")

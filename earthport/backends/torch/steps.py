@@ -33,6 +33,7 @@ def build(spec: BenchSpec) -> BenchSteps:
     model_spec = registry.spec(spec.model)
     config = model_spec.preset(spec.preset)
     model = model_spec.torch_class()(config).to(device.torch)
+    model.activation_checkpointing = spec.activation_checkpointing
     runtime.compile_model(model, spec.compile)
     batch = random_batch(model_spec, config, spec.batch_size, spec.seed)
     inputs, targets = (torch.from_numpy(a).to(device.torch) for a in batch)

@@ -19,14 +19,9 @@ ms = import_mindspore()
 from mindspore import Parameter, Tensor, nn, ops  # noqa: E402
 from mindspore.common.initializer import HeUniform, Normal, Uniform, XavierUniform, Zero, initializer  # noqa: E402
 
+from earthport.models.layers.mindspore_activations import ExactGELU  # noqa: E402
 from earthport.models.layers.mindspore_fft import IRFFT, RFFT  # noqa: E402
-
-
-class ExactGELU(nn.Cell):
-    """torch's ``nn.GELU()`` (erf form); MindSpore's nn.GELU defaults to the tanh approximation."""
-
-    def construct(self, x):
-        return ops.gelu(x, approximate="none")
+from earthport.models.layers.mindspore_patches import PatchEmbed  # noqa: E402
 
 
 class AFNO1D(nn.Cell):
@@ -57,8 +52,10 @@ class AFNO1D(nn.Cell):
             real, imag = ops.real(spectrum), ops.imag(spectrum)
         modes = n // 2 + 1
         kept = int(modes * self.fraction)
-        real = real.reshape(batch, modes, self.num_blocks, self.block_size)[:, :kept]
-        imag = imag.reshape(batch, modes, self.num_blocks, self.block_size)[:, :kept]
+        real = real.reshape(batch, modes, self.num_blocks, self.block_size)
+        imag = imag.reshape(batch, modes, self.num_blocks, self.block_size)
+        if kept < modes:  # a slice is a copy in MindSpore: only where it drops modes
+            real, imag = real[:, :kept], imag[:, :kept]
         h_real = ops.relu(_mix(real, self.w1[0]) - _mix(imag, self.w1[1]) + self.b1[0])
         h_imag = ops.relu(_mix(imag, self.w1[0]) + _mix(real, self.w1[1]) + self.b1[1])
         o_real = self.shrink(_mix(h_real, self.w2[0]) - _mix(h_imag, self.w2[1]) + self.b2[0])
@@ -107,19 +104,6 @@ class Block(nn.Cell):
         return x + self.mlp(self.norm2(x))
 
 
-class PatchEmbed(nn.Cell):
-    def __init__(self, config: AIGOMSConfig):
-        super().__init__()
-        p = config.patch_size
-        self.proj = nn.Conv2d(config.in_chans, config.embed_dim, p, stride=p, pad_mode="valid", has_bias=True,
-                              weight_init=XavierUniform())  # fmt: skip
-
-    def construct(self, x):
-        """[B, C, H, W] -> [B, L, D]."""
-        y = self.proj(x)
-        return y.reshape(y.shape[0], y.shape[1], -1).transpose(0, 2, 1)
-
-
 class PatchPredict(nn.Cell):
     """torch's ConvTranspose2d(Dd, out, kernel = stride = p): tokens [B, L, Dd] on an h x w grid -> [B, out, H, W]."""
 
@@ -141,7 +125,7 @@ class PatchPredict(nn.Cell):
 class AIGOMS(nn.Cell):
     """The AI-GOMS backbone: inputs [B, in_chans, H, W] -> outputs [B, out_chans, H, W]."""
 
-    def __init__(self, config: AIGOMSConfig):
+    def __init__(self, config: AIGOMSConfig, recompute: bool = False):
         super().__init__()
         self.config = config
         d, dd = config.embed_dim, config.decoder_embed_dim
@@ -149,7 +133,7 @@ class AIGOMS(nn.Cell):
         self.mask_token = Parameter(initializer(Normal(0.02), (1, 1, dd)), name="mask_token")
         self.decoder_pos_embed = Parameter(Tensor(sincos_2d(dd, config.grid)), name="decoder_pos_embed",
                                            requires_grad=False)  # fmt: skip
-        self.patch_embed = PatchEmbed(config)
+        self.patch_embed = PatchEmbed(config.in_chans, d, config.patch_size, XavierUniform())
         self.blocks = nn.CellList([Block(d, config) for _ in range(config.depth)])
         self.norm = nn.LayerNorm((d,), epsilon=1e-5)
         self.decoder_embed = nn.Dense(d, dd, weight_init=XavierUniform(), bias_init=Zero())
@@ -157,6 +141,9 @@ class AIGOMS(nn.Cell):
         self.decoder_norm = nn.LayerNorm((dd,), epsilon=1e-5)
         self.decoder_pred = PatchPredict(config)
         self.change_scale = Tensor(np.array(config.output_scale, np.float32).reshape(1, -1, 1, 1))
+        if recompute:  # activation checkpointing: each block recomputed in the backward pass
+            for block in (*self.blocks, *self.decoder_blocks):
+                block.recompute()
 
     def construct(self, x, mask_ratio: float = 0.0, ids_shuffle=None):
         """As torch's ``forward``; masking needs ``ids_shuffle`` [B, L] int (a permutation per sample)."""

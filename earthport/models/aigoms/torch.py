@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from earthport.models.aigoms.config import AIGOMSConfig
 from earthport.models.aigoms.sincos import sincos_2d
@@ -37,15 +38,19 @@ class AFNO1D(nn.Module):
         batch, n, channels = x.shape
         spectrum = torch.fft.rfft(x.float(), dim=1, norm="ortho").reshape(batch, n // 2 + 1, self.num_blocks, -1)
         kept = int((n // 2 + 1) * self.fraction)
-        real, imag = spectrum.real[:, :kept], spectrum.imag[:, :kept]
+        real, imag = spectrum.real[:, :kept], spectrum.imag[:, :kept]  # views
         w1, b1, w2, b2 = self.w1, self.b1, self.w2, self.b2
         h_real = torch.relu(_mix(real, w1[0]) - _mix(imag, w1[1]) + b1[0])
         h_imag = torch.relu(_mix(imag, w1[0]) + _mix(real, w1[1]) + b1[1])
         o_real = _mix(h_real, w2[0]) - _mix(h_imag, w2[1]) + b2[0]
         o_imag = _mix(h_imag, w2[0]) + _mix(h_real, w2[1]) + b2[1]
-        out = torch.zeros_like(spectrum)
         shrink = nn.functional.softshrink
-        out[:, :kept] = torch.complex(shrink(o_real, self.sparsity_threshold), shrink(o_imag, self.sparsity_threshold))
+        kept_modes = torch.complex(shrink(o_real, self.sparsity_threshold), shrink(o_imag, self.sparsity_threshold))
+        if kept < n // 2 + 1:  # the dropped modes are zero
+            out = torch.zeros_like(spectrum)
+            out[:, :kept] = kept_modes
+        else:
+            out = kept_modes
         x = torch.fft.irfft(out.reshape(batch, n // 2 + 1, channels), n=n, dim=1, norm="ortho")
         return x.type(dtype) + bias
 
@@ -96,6 +101,7 @@ class AIGOMS(nn.Module):
     def __init__(self, config: AIGOMSConfig):
         super().__init__()
         self.config = config
+        self.activation_checkpointing = False  # the trainer's switch: recompute each block in the backward pass
         d, dd = config.embed_dim, config.decoder_embed_dim
         self.pos_embed = nn.Parameter(torch.from_numpy(sincos_2d(d, config.grid)), requires_grad=False)
         self.mask_token = nn.Parameter(0.02 * torch.randn(1, 1, dd))
@@ -135,16 +141,14 @@ class AIGOMS(nn.Module):
                 ids_shuffle = torch.argsort(torch.rand(batch, length, device=x.device), dim=1)
             ids_keep = ids_shuffle[:, :keep, None]
             tokens = torch.gather(tokens, 1, ids_keep.expand(-1, -1, tokens.shape[2]))
-        for block in self.blocks:
-            tokens = block(tokens)
+        tokens = self._blocks(self.blocks, tokens)
         tokens = self.decoder_embed(self.norm(tokens))
         if keep < length:
             filled = torch.cat([tokens, self.mask_token.expand(batch, length - keep, -1)], dim=1)
             ids_restore = torch.argsort(ids_shuffle, dim=1)[:, :, None]
             tokens = torch.gather(filled, 1, ids_restore.expand(-1, -1, filled.shape[2]))
         tokens = tokens + self.decoder_pos_embed
-        for block in self.decoder_blocks:
-            tokens = block(tokens)
+        tokens = self._blocks(self.decoder_blocks, tokens)
         h, w = self.config.grid
         features = self.decoder_norm(tokens).transpose(1, 2).reshape(batch, -1, h, w)
         out = self.decoder_pred(features)
@@ -156,3 +160,13 @@ class AIGOMS(nn.Module):
             seen = (torch.argsort(ids_shuffle, dim=1) < keep).to(x.dtype).reshape(batch, 1, h, 1, w, 1)
             state = state * seen.expand(-1, -1, -1, p, -1, p).reshape(batch, 1, h * p, w * p)
         return state + self.change_scale * out
+
+    def _blocks(self, blocks: nn.ModuleList, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, D] through ``blocks``; with ``activation_checkpointing`` in training each block keeps
+        only its input for the backward and recomputes the rest (the paper preset's training step then fits)."""
+        for block in blocks:
+            if self.activation_checkpointing and self.training:
+                tokens = checkpoint(block, tokens, use_reentrant=False)
+            else:
+                tokens = block(tokens)
+        return tokens

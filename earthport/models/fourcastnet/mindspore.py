@@ -2,9 +2,9 @@
 
 Differences from the torch tree are only those MindSpore imposes, and the weight conversion rules in
 ``earthport.migrate.weights`` name them: LayerNorm ``gamma``/``beta`` for torch's ``weight``/``bias``.
-MindSpore's silently different defaults are set explicitly here: ``nn.GELU(approximate=False)`` (torch's
-erf form, not MindSpore's tanh default), ``nn.LayerNorm(epsilon=1e-6)`` (NVlabs' eps, not 1e-7), and
-``nn.Conv2d(pad_mode="valid", has_bias=True)``.
+MindSpore's silently different defaults are set explicitly here: GELU in torch's erf form (``ExactGELU``, not
+MindSpore's tanh default), ``nn.LayerNorm(epsilon=1e-6)`` (NVlabs' eps, not 1e-7). The patch embedding is
+Conv2d's product as one matmul (``layers.mindspore_patches``: MindSpore's CPU Conv2D is many times slower).
 
 The spectral filter uses ``earthport.models.layers.mindspore_fft`` (native FFT where the backend has it, DFT matmuls
 otherwise) and runs in float32 whatever the mixed-precision level, as torch's AFNO2D does. The
@@ -24,15 +24,9 @@ ms = import_mindspore()
 from mindspore import Parameter, Tensor, nn, ops  # noqa: E402
 from mindspore.common.initializer import Normal, TruncatedNormal, Zero, initializer  # noqa: E402
 
+from earthport.models.layers.mindspore_activations import ExactGELU  # noqa: E402
 from earthport.models.layers.mindspore_fft import IRFFT2, RFFT2  # noqa: E402
-
-
-class ExactGELU(nn.Cell):
-    """GELU in torch's exact erf form, x * (1 + erf(x / sqrt(2))) / 2, multiplying by 1/sqrt(2): MindSpore's
-    ``nn.GELU(approximate=False)`` divides instead, and its CPU Div kernel costs as much as four Muls."""
-
-    def construct(self, x):
-        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+from earthport.models.layers.mindspore_patches import PatchEmbed  # noqa: E402
 
 
 class Mlp(nn.Cell):
@@ -157,19 +151,6 @@ class Block(nn.Cell):
         return self.drop_path(self.mlp(self.norm2(x))) + x
 
 
-class PatchEmbed(nn.Cell):
-    """Conv2d(kernel = stride = patch) then tokens: [B, C, H, W] -> [B, h*w, embed]."""
-
-    def __init__(self, config: FourCastNetConfig):
-        super().__init__()
-        p = config.patch_size
-        self.proj = nn.Conv2d(config.in_chans, config.embed_dim, p, stride=p, pad_mode="valid", has_bias=True)
-
-    def construct(self, x):
-        x = self.proj(x)  # [B, embed, h, w]
-        return x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1)
-
-
 class FourCastNet(nn.Cell):
     """AFNONet in MindSpore; ``recompute`` (activation checkpointing) recomputes blocks in the backward;
     ``fft_backend`` is ``earthport.models.layers.mindspore_fft``'s: auto (probe), native or matmul (faster on CPUs, see
@@ -181,7 +162,7 @@ class FourCastNet(nn.Cell):
         h, w = config.grid
         self.grid, self.embed_dim = (h, w), config.embed_dim
         self.patch, self.out_chans = config.patch_size, config.out_chans
-        self.patch_embed = PatchEmbed(config)
+        self.patch_embed = PatchEmbed(config.in_chans, config.embed_dim, config.patch_size)
         self.pos_embed = Parameter(initializer(TruncatedNormal(0.02), (1, h * w, config.embed_dim)), name="pos_embed")
         self.pos_drop = nn.Dropout(p=config.drop_rate) if config.drop_rate > 0 else nn.Identity()
         rates = np.linspace(0, config.drop_path_rate, config.depth).tolist()

@@ -46,8 +46,10 @@ class _FourStep(nn.Cell):
             im = im.reshape(p, q * rows)
             a_re, a_im = a_re - ops.matmul(self.first_sin, im), a_im + ops.matmul(self.first_cos, im)
         a_re, a_im = a_re.reshape(p, q, rows), a_im.reshape(p, q, rows)
-        b_re = a_re * self.twiddle_cos - a_im * self.twiddle_sin
-        b_im = a_re * self.twiddle_sin + a_im * self.twiddle_cos
+        # broadcast once, explicitly: a graph's broadcasting Mul holds ~4x its output (docs/performance.md)
+        cos, sin = ops.broadcast_to(self.twiddle_cos, a_re.shape), ops.broadcast_to(self.twiddle_sin, a_re.shape)
+        b_re = a_re * cos - a_im * sin
+        b_im = a_re * sin + a_im * cos
         b_re = b_re.transpose(1, 0, 2).reshape(q, p * rows)  # [b, k1 * R]
         b_im = b_im.transpose(1, 0, 2).reshape(q, p * rows)
         y_re = ops.matmul(self.second_cos, b_re) - ops.matmul(self.second_sin, b_im)
