@@ -154,15 +154,21 @@ def test_probes_run_and_cache_on_cpu(tmp_path, monkeypatch):
 
 
 def test_aigoms_scans_ready_with_its_1d_fft_adapters():
-    """AI-GOMS's torch model: the token rfft/irfft map to earthport's 1-D adapters (native or four-step), the slice
-    write of the kept modes to a functional form, and nothing blocks."""
+    """AI-GOMS's torch model: the token rfft/irfft map to earthport's 1-D adapters (native or four-step), nothing
+    blocks; all modes kept (the default), no slice write; with modes dropped, their slice write maps to a
+    functional form."""
     from earthport.models.aigoms.config import PRESETS as AIGOMS
 
-    config = {"config": {**AIGOMS["tiny"].to_dict()}}
-    report = scan("earthport.models.aigoms.torch:AIGOMS", config, (1, 26, 32, 64), probe=False)
-    ops = rows(report)
-    assert "mindspore_fft.RFFT" in ops["aten.fft_rfft.default"]["mindspore"]
-    assert "mindspore_fft.IRFFT" in ops["aten.fft_irfft.default"]["mindspore"]
-    assert ops["aten.copy_.default"]["status"] == "differs"
-    assert ops["aten.conv_transpose2d.input"]["where"] == {"decoder_pred": 1}
-    assert report["summary"]["by_status"]["unknown"] == 0 and report["summary"]["verdict"].startswith("ready to port")
+    for fraction in (1.0, 0.5):
+        config = {"config": {**AIGOMS["tiny"].to_dict(), "hard_thresholding_fraction": fraction}}
+        report = scan("earthport.models.aigoms.torch:AIGOMS", config, (1, 26, 32, 64), probe=False)
+        ops = rows(report)
+        assert "mindspore_fft.RFFT" in ops["aten.fft_rfft.default"]["mindspore"]
+        assert "mindspore_fft.IRFFT" in ops["aten.fft_irfft.default"]["mindspore"]
+        assert ops["aten.conv_transpose2d.input"]["where"] == {"decoder_pred": 1}
+        assert report["summary"]["by_status"]["unknown"] == 0
+        assert report["summary"]["verdict"].startswith("ready to port")
+        if fraction < 1:
+            assert ops["aten.copy_.default"]["status"] == "differs"
+        else:
+            assert "aten.copy_.default" not in ops
