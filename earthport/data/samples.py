@@ -116,9 +116,14 @@ class SamplePairs:
     def _target_times(self) -> np.ndarray:
         return self._now + self.dt * np.arange(1, self.steps + 1)
 
+    @property
+    def state_offset(self) -> int:
+        """The index among the input channels of time t's first prognostic channel (its block is the last)."""
+        return (self.history - 1) * (len(self.prognostic) + len(self.forcing))
+
     def current(self, inputs: np.ndarray) -> np.ndarray:
         """The prognostic channels at time t of (batched) inputs [..., in_channel, lat, lon]: [..., out, lat, lon]."""
-        first = (self.history - 1) * (len(self.prognostic) + len(self.forcing))
+        first = self.state_offset
         return inputs[..., first : first + self.out_channels, :, :]
 
     @property

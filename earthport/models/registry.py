@@ -14,8 +14,10 @@ from earthport.models.base import ModelSpec, resolve
 MODELS: dict[str, str] = {
     "fourcastnet": "earthport.models.fourcastnet.spec:SPEC",
     "aigoms": "earthport.models.aigoms.spec:SPEC",
+    "graphcast": "earthport.models.graphcast.spec:SPEC",
 }
 DEFAULT = "fourcastnet"  # the model commands use when none is named
+STUDIED = ("fourcastnet", "aigoms")  # the study's models when none are named (GraphCast: issue 13, not yet tuned)
 ENVIRONMENT = "EARTHPORT_MODELS"
 
 

@@ -102,15 +102,15 @@ def plan(
 ) -> list[Stage]:  # fmt: skip
     """The stages of a study, in order: each model on the data sets its spec names, in every framework;
     ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
-    runs = [Run(model, name, framework) for model in models or list(registry.MODELS)
+    runs = [Run(model, name, framework) for model in models or list(registry.STUDIED)
             for name in registry.spec(model).datasets for framework in frameworks]  # fmt: skip
     stages = [stage for run in runs for stage in _train(out, run, datasets[run.data], preset, device, scale)]
     if "mindspore" in frameworks:
-        for model in models or list(registry.MODELS):
+        for model in models or list(registry.STUDIED):
             stages += _convert_and_verify(out, model, datasets, scale)
     stages += [_infer(out, run, datasets[run.data], device, scale) for run in runs]
     stages += [_bench(out, model, framework, preset, device, scale, tdp_watts)
-               for model in models or list(registry.MODELS) for framework in frameworks]  # fmt: skip
+               for model in models or list(registry.STUDIED) for framework in frameworks]  # fmt: skip
     return stages
 
 
@@ -193,7 +193,7 @@ def run_study(
     reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
     earthport's, and is locked for the run."""
     out = Path(out)
-    models = list(models or list(registry.MODELS))
+    models = list(models or list(registry.STUDIED))
     for model in models:
         registry.spec(model)  # an unknown name fails here, naming the models there are
     unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]

@@ -82,8 +82,13 @@ class MindSporeProbe:
 
 
 def _hook(name: str, store: dict) -> Callable:
+    """Stores a cell's output under its name; each tensor of a tuple (GraphCast's GNNs) as ``name[i]``."""
+
     def hook(cell, args, output):
-        store.setdefault(name, output.asnumpy().copy())
+        outputs = output if isinstance(output, tuple) else (output,)
+        for i, value in enumerate(outputs):
+            if isinstance(value, ms.Tensor):
+                store.setdefault(name if len(outputs) == 1 else f"{name}[{i}]", value.asnumpy().copy())
 
     return hook
 

@@ -84,7 +84,12 @@ class TorchProbe:
 
 
 def _hook(name: str, store: dict) -> Callable:
+    """Stores a module's output under its name; each tensor of a tuple (GraphCast's GNNs) as ``name[i]``."""
+
     def hook(module, args, output):
-        store.setdefault(name, output.detach().numpy().copy())
+        outputs = output if isinstance(output, tuple) else (output,)
+        for i, value in enumerate(outputs):
+            if isinstance(value, torch.Tensor):
+                store.setdefault(name if len(outputs) == 1 else f"{name}[{i}]", value.detach().numpy().copy())
 
     return hook

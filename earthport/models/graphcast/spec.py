@@ -1,0 +1,40 @@
+"""GraphCast's spec: DeepMind's encode-process-decode GNN on an icosahedral multimesh, two input times, the change
+of a step learnt in units of its standard deviation (DeepMind's ``diffs_stddev_by_level``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
+from earthport.models.graphcast.config import PRESETS, GraphCastConfig
+from earthport.models.rules import Rule
+
+# every LayerNorm is a module of its own under its Haiku name: "<gnn>.<prefix>_layer_norm"
+_LAYER_NORMS = {"norm": r"\w+_gnn\.\w+_layer_norm"}
+
+
+def fit_residual(config: GraphCastConfig, pairs: Any) -> GraphCastConfig:
+    """The residual's base, the latest input time's state (``SamplePairs.state_offset``), and its scale, the std of
+    a step's change per output channel on the training samples (when unset)."""
+    return fit_change_scale(replace(config, state_offset=pairs.state_offset), pairs)
+
+
+SPEC = ModelSpec(
+    name="graphcast",
+    config=GraphCastConfig,
+    presets=PRESETS,
+    torch="earthport.models.graphcast.torch:GraphCast",
+    mindspore="earthport.models.graphcast.mindspore:GraphCast",
+    fit=fit_patched,  # the config's for_data: the data's grid and channel counts
+    grid=patched_grid,
+    channels=patched_channels,
+    rules=(
+        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
+        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
+    ),
+    history=2,
+    objectives=("forecast",),
+    datasets=("atmosphere",),
+    fit_samples=fit_residual,
+)
