@@ -322,3 +322,12 @@ def test_errors_name_the_argument_and_expected_shape():
     assert err.where == "mask" and "boolean" in err.problem
     err = _error(acc, pred, pred, np.zeros((2, 4, 5)), lat)
     assert err.where == "clim" and "(2, 3, 4, 5)" in err.problem
+
+
+def test_largest_growth_is_measured_from_the_last_layer_with_an_error():
+    """An exact layer (error 0) is skipped, not divided by: the first rounding after it is no growth."""
+    from earthport.metrics import parity
+
+    errors = [("embed", 1e-7), ("linear_0", 0.0), ("linear_1", 5e-7), ("norm", 4e-6), ("out", 4e-6)]
+    assert parity.largest_growth(errors) == {"layer": "norm", "factor": pytest.approx(8.0), "error": 4e-6}
+    assert parity.largest_growth([("a", 0.0), ("b", 3e-7)]) is None

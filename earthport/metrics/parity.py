@@ -54,12 +54,17 @@ def first_jump(errors: Sequence[tuple[str, float]], factor: float = 10.0, floor:
 
 
 def largest_growth(errors: Sequence[tuple[str, float]]) -> dict | None:
-    """The layer whose relative error grew most over the previous layer's: {"layer", "factor", "error"}."""
+    """The layer whose relative error grew most over the last non-zero error before it: {"layer", "factor",
+    "error"}. Layers after exact ones (error 0) are measured against the last layer that had an error: the first
+    rounding after an exact layer is where an error starts, not a growth."""
     best: dict | None = None
-    for (_, before), (name, error) in zip(errors, errors[1:], strict=False):
-        factor = error / before if before > 0 else float("inf") if error > 0 else 1.0
-        if best is None or factor > best["factor"]:
-            best = {"layer": name, "factor": factor, "error": error}
+    before = 0.0
+    for name, error in errors:
+        if before > 0:
+            factor = error / before
+            if best is None or factor > best["factor"]:
+                best = {"layer": name, "factor": factor, "error": error}
+        before = error if error > 0 else before
     return best
 
 
