@@ -50,6 +50,14 @@ class Rule:
         return fn(value)
 
 
+def layer_norm_rules(pattern: str) -> tuple[Rule, Rule]:
+    """LayerNorm's ``weight``/``bias`` (torch) <-> ``gamma``/``beta`` (MindSpore) for every module whose name
+    matches the regex ``pattern``."""
+    groups = {"norm": pattern}
+    return (Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=groups),
+            Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=groups))  # fmt: skip
+
+
 def _compile(template: str, groups: Mapping[str, str]) -> re.Pattern:
     """``"{norm}.weight"`` with ``{"norm": r"norm\\d?"}`` -> ``(?P<norm>norm\\d?)\\.weight``."""
     parts = re.split(r"\{(\w+)\}", template)  # literal, group, literal, group, ...

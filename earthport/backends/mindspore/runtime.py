@@ -232,6 +232,12 @@ def _probe_dtype(target: str, precision: str) -> str:
     return f"MindSpore {ms.__version__} has no kernel for it ({detail})"
 
 
+def build_cell(spec: Any, config: Any, recompute: bool) -> Any:
+    """The model ``spec``'s MindSpore Cell for ``config``; ``recompute`` (activation checkpointing) is passed only
+    when asked, so a Cell without the option still builds."""
+    return spec.mindspore_class()(config, **({"recompute": True} if recompute else {}))
+
+
 def mixed_precision(net: Any, precision: str, device: Device, fp32_cells: Sequence[type] = ()) -> tuple[Any, dict]:
     """``net`` for ``precision``: fp32 unchanged; fp16/bf16 at the O2 level (every cell in the low dtype but
     LayerNorm and ``fp32_cells``, output cast to float32) through ``mindspore.amp.custom_mixed_precision``.

@@ -33,7 +33,7 @@ def build(spec: BenchSpec) -> BenchSteps:
     runtime.seed_everything(spec.seed, deterministic=False)
     model_spec = registry.spec(spec.model)
     config = model_spec.preset(spec.preset)
-    net = model_spec.mindspore_class()(config, **({"recompute": True} if spec.activation_checkpointing else {}))
+    net = runtime.build_cell(model_spec, config, spec.activation_checkpointing)
     float32_cells = model_spec.mindspore_float32()
     forward_net, _ = runtime.mixed_precision(net, spec.precision, device, float32_cells)
     inputs, targets = (Tensor(a) for a in random_batch(model_spec, config, spec.batch_size, spec.seed))

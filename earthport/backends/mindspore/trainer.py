@@ -65,9 +65,7 @@ class MindSporeTrainer:
         self.threads = runtime.configure_threads(config.ms_threads)
         self.determinism = runtime.seed_everything(config.seed, config.deterministic)
         spec = registry.spec(config.model)
-        # a Cell that supports activation checkpointing takes ``recompute``; others are built without it
-        recompute = {"recompute": True} if config.activation_checkpointing else {}
-        self.net = spec.mindspore_class()(data.model_config, **recompute)
+        self.net = runtime.build_cell(spec, data.model_config, config.activation_checkpointing)
         float32_cells = spec.mindspore_float32()
         self.forward_net, self.amp = runtime.mixed_precision(self.net, config.precision, self.device, float32_cells)
         for name, parameter in self.net.parameters_and_names():

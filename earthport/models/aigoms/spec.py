@@ -6,10 +6,10 @@ from __future__ import annotations
 from earthport.models.aigoms.config import PRESETS, AIGOMSConfig
 from earthport.models.aigoms.original import ORIGINAL
 from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
-from earthport.models.rules import Rule
+from earthport.models.rules import layer_norm_rules
 
 # Every LayerNorm (each block's norm1 and norm2, the encoder's norm, decoder_norm): MindSpore's gamma and beta.
-_LAYER_NORMS = {"norm": r"(?:(?:decoder_)?blocks\.\d+\.norm[12]|norm|decoder_norm)"}
+_LAYER_NORMS = r"(?:(?:decoder_)?blocks\.\d+\.norm[12]|norm|decoder_norm)"
 
 
 SPEC = ModelSpec(
@@ -21,10 +21,7 @@ SPEC = ModelSpec(
     fit=fit_patched,
     grid=patched_grid,
     channels=patched_channels,
-    rules=(
-        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
-        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
-    ),
+    rules=layer_norm_rules(_LAYER_NORMS),
     float32_cells=("earthport.models.aigoms.mindspore:AFNO1D",),  # the spectral filter, as in torch
     history=1,
     objectives=("forecast", "masked_pretrain"),

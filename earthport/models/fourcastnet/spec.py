@@ -5,11 +5,11 @@ from __future__ import annotations
 from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
 from earthport.models.fourcastnet.config import PRESETS, FourCastNetConfig
 from earthport.models.fourcastnet.nvlabs import NVLABS
-from earthport.models.rules import Rule
+from earthport.models.rules import layer_norm_rules
 
 # The LayerNorms (every block's norm1 and norm2, and the final norm NVlabs saves but never applies): MindSpore
 # names their affine parameters gamma and beta.
-_LAYER_NORMS = {"norm": r"(?:blocks\.\d+\.)?norm[12]?"}
+_LAYER_NORMS = r"(?:blocks\.\d+\.)?norm[12]?"
 
 
 SPEC = ModelSpec(
@@ -21,10 +21,7 @@ SPEC = ModelSpec(
     fit=fit_patched,
     grid=patched_grid,
     channels=patched_channels,
-    rules=(
-        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
-        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
-    ),
+    rules=layer_norm_rules(_LAYER_NORMS),
     float32_cells=("earthport.models.fourcastnet.mindspore:AFNO2D",),  # the spectral filter, as torch's autocast
     history=1,
     objectives=("forecast",),

@@ -8,10 +8,10 @@ from typing import Any
 
 from earthport.models.base import ModelSpec, fit_change_scale, fit_patched, patched_channels, patched_grid
 from earthport.models.graphcast.config import PRESETS, GraphCastConfig
-from earthport.models.rules import Rule
+from earthport.models.rules import layer_norm_rules
 
 # every LayerNorm is a module of its own under its Haiku name: "<gnn>.<prefix>_layer_norm"
-_LAYER_NORMS = {"norm": r"\w+_gnn\.\w+_layer_norm"}
+_LAYER_NORMS = r"\w+_gnn\.\w+_layer_norm"
 
 
 def fit_residual(config: GraphCastConfig, pairs: Any) -> GraphCastConfig:
@@ -29,10 +29,7 @@ SPEC = ModelSpec(
     fit=fit_patched,  # the config's for_data: the data's grid and channel counts
     grid=patched_grid,
     channels=patched_channels,
-    rules=(
-        Rule(torch="{norm}.weight", mindspore="{norm}.gamma", groups=_LAYER_NORMS),
-        Rule(torch="{norm}.bias", mindspore="{norm}.beta", groups=_LAYER_NORMS),
-    ),
+    rules=layer_norm_rules(_LAYER_NORMS),
     history=2,
     objectives=("forecast",),
     datasets=("atmosphere",),
