@@ -79,9 +79,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--core-aten", action="store_true", help="map core ATen ops (run_decompositions) instead")
     p.set_defaults(func=cmd_scan)
     p = sub.add_parser(
-        "convert", parents=[QUIET, OVERWRITE], help="convert weights PyTorch <-> MindSpore, with a mapping report"
+        "convert", parents=[QUIET, OVERWRITE],
+        help="convert weights PyTorch <-> MindSpore (or DeepMind's GraphCast .npz into either), with a mapping report",
     )
-    p.add_argument("src", type=Path, help="torch .pt/.pth/.tar/.ckpt, safetensors, or MindSpore .ckpt")
+    p.add_argument("src", type=Path,
+                   help="torch .pt/.pth/.tar/.ckpt, safetensors, MindSpore .ckpt, or DeepMind's GraphCast .npz")
     p.add_argument("dst", type=Path, help=".ckpt/.safetensors (MindSpore unless --to torch) or .pt/.pth (torch)")
     p.add_argument("--model", help="model name (default: as SRC records, else the model whose original format SRC is)")
     p.add_argument("--grid", "--img-size", dest="grid", type=grid_size,

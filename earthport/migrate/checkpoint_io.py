@@ -11,6 +11,11 @@ Formats, told apart by content (the extension only chooses what to write):
   MindSpore), else unknown (the caller decides from the direction asked).
 - **MindSpore .ckpt** (protobuf, not a zip): ``ms.save_checkpoint`` / ``ms.load_checkpoint``; earthport's
   metadata travels in ``append_dict`` as ``earthport_<key>`` strings.
+- **npz** (a zip of ``*.npy`` members only; torch's zip holds ``*/data.pkl``): DeepMind's GraphCast checkpoints
+  (``graphcast.checkpoint.dump``: keys joined with ``:``), read with ``np.load(allow_pickle=False)``. The
+  ``params:<haiku module>:<leaf>`` arrays are the state (``params:`` removed, Haiku's layout: a foreign reader puts
+  them in torch's); every other entry (``model_config:<field>``, ``task_config:<field>[:<i>]``, ``description``,
+  ``license``) is ``settings``, as plain Python: nested by ``:``, indexed entries gathered into lists.
 
 Optimizer state in the flat formats (safetensors, MindSpore .ckpt) is stored as MindSpore's AdamW names its own
 Parameters (``exp_avg.<name>``, ``exp_avg_sq.<name>``, ``state_step``) with the hyper-parameters in metadata.
@@ -46,20 +51,22 @@ class WeightsFile:
     ``{"torch_state_dict": ...}`` (torch files) or ``{"tensors": {...}, "hyper": {...}}`` (flat files)."""
 
     path: Path
-    container: str  # "torch", "safetensors" or "mindspore-ckpt"
-    framework: str | None  # "torch", "mindspore", or None where the file does not tell
+    container: str  # "torch", "safetensors", "mindspore-ckpt" or "npz"
+    framework: str | None  # "torch", "mindspore", "jax" (DeepMind's), or None where the file does not tell
     state: dict[str, np.ndarray]
-    kind: str = "state_dict"  # "earthport", "nvlabs" or "state_dict": how torch files are laid out
+    kind: str = "state_dict"  # "earthport", "nvlabs", "deepmind" or "state_dict": how the file is laid out
     model: str | None = None
     config: dict | None = None
     optimizer: dict | None = None
     extra: dict = field(default_factory=dict)  # JSON-able training entries (data, scheduler, ...) carried along
     notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # a foreign file's entries beside its tensors (DeepMind's configs)
 
 
 def detect(path: Path) -> str:
-    """The container of ``path`` from its first bytes, whatever its name: "safetensors", "torch" or
-    "mindspore-ckpt"; a DataError for a missing, empty, truncated (safetensors header) or unknown file."""
+    """The container of ``path`` from its content, whatever its name: "safetensors", "torch", "mindspore-ckpt" or
+    "npz" (a zip of ``.npy`` members only); a DataError for a missing, empty, truncated (safetensors header, .npz)
+    or unknown file."""
     if path.is_dir():
         raise DataError(path, "is a folder, expected a weight file (e.g. RUN/best.pt)")
     if not path.is_file():
@@ -72,13 +79,27 @@ def detect(path: Path) -> str:
     header = int.from_bytes(head[:8], "little") + 8  # safetensors: the JSON header's length, then the header
     if head[8:9] == b"{" and header <= size:
         return "safetensors"
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch's zip format (truncated or not), or its legacy pickle
+    if head[:2] == b"PK":  # torch's zip format (truncated or not: load_checkpoint says which), or numpy's .npz
+        return _zip_kind(path)
+    if head[:1] == b"\x80":  # torch's legacy pickle
         return "torch"
     if head[:1] == b"\n":  # protobuf: field 1 (the tensor list), length-delimited
         return "mindspore-ckpt"
     if head[8:9] == b"{" and header < 2**27:
         raise DataError(path, f"truncated safetensors file: its header alone is {header} bytes, the file {size}")
-    raise DataError(path, "not a torch file (zip or pickle), safetensors, or MindSpore .ckpt (protobuf)")
+    raise DataError(path, "not a torch file (zip or pickle), safetensors, MindSpore .ckpt (protobuf) or .npz")
+
+
+def _zip_kind(path: Path) -> str:
+    """ "npz" for a zip of ``.npy`` members only, else "torch" (its zip holds ``<archive>/data.pkl``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        if path.suffix == ".npz":
+            raise DataError(path, "truncated .npz (the end of its zip archive is missing)") from None
+        return "torch"  # load_checkpoint reports the truncated zip
+    return "npz" if names and all(name.endswith(".npy") for name in names) else "torch"
 
 
 def read_extra(path: str | Path) -> dict:
@@ -90,6 +111,8 @@ def read_extra(path: str | Path) -> dict:
         from earthport.migrate.checkpoint_io import load_checkpoint
 
         return _json_extras(load_checkpoint(path, mmap=True), [])
+    if container == "npz":
+        return {}
     if container == "safetensors":
         with path.open("rb") as f:
             meta = json.loads(f.read(int.from_bytes(f.read(8), "little"))).get("__metadata__") or {}
@@ -107,7 +130,8 @@ def read_weights(path: str | Path) -> WeightsFile:
     """The tensors, metadata and optimizer state of a weight file of either framework."""
     path = Path(path)
     container = detect(path)
-    reader = {"torch": _read_torch, "safetensors": _read_safetensors, "mindspore-ckpt": _read_mindspore_ckpt}
+    reader = {"torch": _read_torch, "safetensors": _read_safetensors, "mindspore-ckpt": _read_mindspore_ckpt,
+              "npz": _read_npz}  # fmt: skip
     return reader[container](path)
 
 
@@ -159,6 +183,56 @@ def _json_extras(payload: dict, notes: list[str]) -> dict:
     if dropped:
         notes.append(f"not converted (framework-specific, e.g. RNG states): {', '.join(sorted(dropped))}")
     return extra
+
+
+def _read_npz(path: Path) -> WeightsFile:
+    """A DeepMind checkpoint (``graphcast.checkpoint.dump``): ``params:`` arrays as the state, the rest as settings."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            entries = {key: archive[key] for key in archive.files}
+    except ValueError as err:  # numpy refuses object arrays without pickles
+        raise DataError(path, f"holds arrays that need pickles, which earthport never loads ({err})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(path, f"cannot be read as .npz, damaged or truncated? ({err})") from None
+    state = {key.removeprefix("params:"): value for key, value in entries.items() if key.startswith("params:")}
+    if not state:
+        keys = sorted(entries)[:5]
+        raise DataError(path, f"an .npz without 'params:' arrays, not a DeepMind checkpoint (keys {keys})")
+    settings = _settings(path, {key: value for key, value in entries.items() if not key.startswith("params:")})
+    out = WeightsFile(path, "npz", "jax", state, kind="deepmind", settings=settings)
+    out.notes.append(f"DeepMind checkpoint (Haiku params in an .npz): {len(state)} arrays, settings "
+                     f"{sorted(settings) or 'none'}")  # fmt: skip
+    if isinstance(settings.get("license"), str):
+        out.notes.append(f"license (as the file states it): {' '.join(settings['license'].split())}")
+    return out
+
+
+def _settings(path: Path, entries: dict[str, np.ndarray]) -> dict:
+    """``{"a:b": x, "a:c:0": y, "a:c:1": z}`` -> ``{"a": {"b": x, "c": [y, z]}}``, 0-d arrays as Python scalars
+    and strings, other arrays as lists."""
+    tree: dict = {}
+    for key, value in sorted(entries.items()):
+        *parents, leaf = key.split(":")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # sorted: "a:b" comes before "a:b:0"
+                raise DataError(path, f"entry {key!r} lies under another entry's value")
+        item = value.item() if value.ndim == 0 else value.tolist()
+        node[leaf] = item.decode() if isinstance(item, bytes) else item
+    return _lists(tree)
+
+
+def _lists(node: dict) -> dict:
+    """Groups whose keys are all indices (``task_config:pressure_levels:<i>``) as lists, in index order."""
+    out: dict = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            value = _lists(value)
+            if value and all(k.isdigit() for k in value):
+                value = [value[k] for k in sorted(value, key=int)]
+        out[key] = value
+    return out
 
 
 def _from_meta(out: WeightsFile, meta: dict[str, str]) -> WeightsFile:
@@ -274,7 +348,8 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         raise DataError(path, "checkpoint not found")
     container = detect(path)
     if container != "torch":
-        kind = "a MindSpore checkpoint (protobuf)" if container == "mindspore-ckpt" else "a safetensors file"
+        kinds = {"mindspore-ckpt": "a MindSpore checkpoint (protobuf)", "npz": "a numpy .npz (DeepMind's format)"}
+        kind = kinds.get(container, "a safetensors file")
         raise DataError(
             path, f"is {kind}, not a PyTorch checkpoint: convert it with `earthport convert {path} "
             f"{path.with_suffix('.pt')}` (`earthport infer --framework mindspore` reads it as it is)"

@@ -1,10 +1,11 @@
 """Any weight file as a loaded model of either framework: the one checkpoint loader.
 
-The file is read into numpy by ``checkpoint_io`` (torch ``.pt``, safetensors or MindSpore ``.ckpt``, told by
-content). earthport's files name their model, config and data channels; a file without them is read by the
-foreign reader of the model whose tensor names it has (NVlabs' FourCastNet): the config off the tensor shapes
-with the data's grid, the channels chosen from the data set, one data step per model step. Weights of the other
-framework are renamed by the model's rules (``weights.convert_state``, strict) and loaded bit for bit.
+The file is read into numpy by ``checkpoint_io`` (torch ``.pt``, safetensors, MindSpore ``.ckpt`` or DeepMind's
+``.npz``, told by content). earthport's files name their model, config and data channels; a file without them is
+read by the foreign reader of the model whose tensor names it has (NVlabs' FourCastNet, DeepMind's GraphCast): the
+tensors in torch's names and layout, the config off their shapes (and the file's settings) with the data's grid, the
+channels chosen from the data set, one data step per model step. Weights of the other framework are renamed by the
+model's rules (``weights.convert_state``, strict) and loaded bit for bit.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from earthport.models import registry
 from earthport.models.base import LoadedModel, ModelSpec, channels_of, check_grid
 
 DATA_KEYS = ("input_channels", "output_channels", "static", "dt")
-CONVERTED = {"torch": "MindSpore weights converted to torch", "mindspore": "torch weights converted to MindSpore"}
+FRAMEWORKS = {"torch": "torch", "mindspore": "MindSpore", "jax": "JAX"}  # as the source says where weights came from
 
 
 def load(checkpoint: str | Path, framework: str, data: Any = None, overrides: dict | None = None) -> LoadedModel:
@@ -30,10 +31,11 @@ def load(checkpoint: str | Path, framework: str, data: Any = None, overrides: di
     path = Path(checkpoint)
     saved = checkpoint_io.read_weights(path)
     require_finite(saved.state, path)
+    original = saved.framework
     spec, config, channels, source = _describe(path, saved, data, dict(overrides or {}))
     module = build(spec, config, framework, saved.state, saved.framework or framework, path)
-    if saved.framework not in (None, framework):
-        source = f"{source} ({CONVERTED[framework]})"
+    if original not in (None, framework):
+        source = f"{source} ({FRAMEWORKS.get(original, original)} weights converted to {FRAMEWORKS[framework]})"
     if data is not None:
         check_grid(spec.grid(config), data.meta.lat.size, data.meta.lon.size, data.root)
     return LoadedModel(spec, config, module, source=source, **channels)
@@ -56,12 +58,15 @@ def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides
         raise ConfigError(f"{path}: no model config in the file's metadata; convert it with `earthport convert`")
     spec = foreign_spec(path, saved)
     assert spec.foreign is not None
-    saved.state = spec.foreign.state(saved.state)  # the model's tensors (the original's unused ones left out)
     grid = overrides.pop("img_size", None if data is None else (data.meta.lat.size, data.meta.lon.size))
     if grid is not None and (not isinstance(grid, (list, tuple)) or len(grid) != 2):
         raise ConfigError(f"img_size {grid!r} is not a grid [H, W], e.g. img_size=[720,1440]")
     try:
-        config = spec.foreign.config(saved.state, None if grid is None else (int(grid[0]), int(grid[1])))
+        saved.state = spec.foreign.state(saved.state).tensors  # the model's, the original's unused ones left out
+        if saved.framework not in (None, "torch", "mindspore"):  # a third framework's (DeepMind's), now torch's
+            saved.framework = "torch"
+        shape = None if grid is None else (int(grid[0]), int(grid[1]))
+        config = spec.foreign.config(saved.state, shape, saved.settings)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     config = spec.build_config({**config.to_dict(), **overrides}, path)

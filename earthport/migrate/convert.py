@@ -1,8 +1,10 @@
 """``earthport convert``: a weight file of one framework to the other, checked tensor by tensor, with a report.
 
 The source's framework comes from its content (``checkpoint_io.detect``), the target's from ``to`` or the
-destination's extension. The target model is built from the config (the file's own, or read off the tensor
-shapes) and the weights must fill it exactly (``weights.convert_state``); an earthport training checkpoint's
+destination's extension. A file without earthport's config is read by its model's foreign reader (NVlabs',
+AI-GOMS', DeepMind's .npz), which puts the tensors in torch's names and layout and reads the config off their shapes
+(and the file's settings). The target model is built from the config and the weights must fill it exactly
+(``weights.convert_state``: a foreign file's tensors to torch keep their names); an earthport training checkpoint's
 AdamW state travels too, through ``optimizer``'s neutral form. ``DST.report.json`` and ``DST.report.md`` are
 written beside the destination, also when the conversion fails.
 """
@@ -30,7 +32,7 @@ from earthport.migrate.optimizer import (
     torch_adamw_to_neutral,
 )
 from earthport.migrate.transfer import expected_mindspore, expected_torch
-from earthport.migrate.weights import ConversionError, ConversionReport, convert_state, rename_all
+from earthport.migrate.weights import ConversionError, ConversionReport, check_direction, convert_state, rename_all
 from earthport.models import registry
 from earthport.models.base import ModelSpec
 
@@ -73,15 +75,16 @@ def convert_file(
     if source.extra.pop("rng", None) is not None:
         notes.append("not converted: rng (each framework's random generators have their own state)")
     spec = _model(source, model)
-    name, config = spec.name, _config(spec, source, grid, notes)
+    name, (config, origins) = spec.name, _config(spec, source, grid, notes)
     torch_net = _build(spec.torch_class(), config, src) if target == "torch" or source.optimizer else None
     if target == "torch":
         expected = expected_torch(torch_net)
     else:
         expected = expected_mindspore(_build(spec.mindspore_class(), config, src, lazy=True))
-    direction = "torch_to_mindspore" if target == "mindspore" else "mindspore_to_torch"
+    side = framework if framework in ("torch", "mindspore") else "torch"  # a reader puts a third framework's in torch's
+    direction = check_direction(f"{side}_to_{target}")
     try:
-        converted, report = convert_state(source.state, name, direction, expected)
+        converted, report = convert_state(source.state, name, direction, expected, origins)
     except ConversionError as err:
         err.report.notes[:0] = notes
         markdown = write_report(dst, err.report)[1]
@@ -122,30 +125,35 @@ def _model(source: io.WeightsFile, model: str | None) -> ModelSpec:
     return foreign_spec(source.path, source)
 
 
-def _config(spec: ModelSpec, source: io.WeightsFile, grid: tuple[int, int] | None, notes: list[str]) -> Any:
-    """The file's config, else one read off the shapes by the model's foreign reader with ``grid`` (or the
-    grid the reader assumes)."""
+def _config(
+    spec: ModelSpec, source: io.WeightsFile, grid: tuple[int, int] | None, notes: list[str]
+) -> tuple[Any, dict[str, str] | None]:
+    """The file's config, else one read off the shapes (and the file's settings) by the model's foreign reader with
+    ``grid`` (or the grid the reader assumes), ``source.state`` then in torch's names and layout; with the names
+    the foreign reader gave the tensors ({torch name: the file's name}; None: no foreign reader)."""
     if source.config is not None:
         config = spec.build_config(source.config, source.path)
         if grid is not None and tuple(grid) != tuple(spec.grid(config)):
             raise EarthportError(f"{source.path} records grid {spec.grid(config)}, not the {grid} given")
         notes.append(f"config as recorded in {source.path.name}")
-        return config
+        return config, None
     if spec.foreign is None:
         raise EarthportError(f"{source.path}: no config recorded and none can be read off {spec.name} tensor shapes")
-    kept = spec.foreign.state(source.state)
-    if len(kept) < len(source.state):
-        notes.append(f"not converted (unused by the model): {', '.join(sorted(set(source.state) - set(kept)))}")
-        source.state = kept
     try:
-        if grid is None and (assumed := spec.foreign.assumed_grid(source.state)) is not None:
+        read = spec.foreign.state(source.state)
+        notes.extend(read.notes)
+        if read.unused:
+            notes.append(f"not converted (unused by the network): {', '.join(read.unused)}")
+        source.state = read.tensors
+        if grid is None and (assumed := spec.foreign.assumed_grid(source.state, source.settings)) is not None:
             grid, note = assumed
             notes.append(note)
-        config = spec.foreign.config(source.state, grid)
+        config = spec.foreign.config(source.state, grid, source.settings)
     except ConfigError as err:
         raise EarthportError(f"{source.path}: {err}") from None
-    notes.append(f"config read off the tensor shapes by the {spec.foreign.name} reader")
-    return config
+    settings = " and the file's settings" if source.settings else ""
+    notes.append(f"config read off the tensor shapes{settings} by the {spec.foreign.name} reader")
+    return config, read.origins
 
 
 def _neutral(source: io.WeightsFile, name: str, torch_net: Any, notes: list[str]) -> dict:

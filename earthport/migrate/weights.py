@@ -2,7 +2,8 @@
 
 A model's spec lists its ``Rule``s (``earthport.models.rules``), the one place where its two trees differ by name
 (or by value layout); a name no rule matches keeps its name. ``convert_state``
-renames a state (name -> numpy array) in either direction and accounts for every tensor against the target
+renames a state (name -> numpy array) in either direction, or keeps its names (``torch_to_torch``: a state a
+foreign checkpoint's reader already put in torch's names and layout), and accounts for every tensor against the target
 model's own names, shapes and dtypes: values are copied bit for bit, never cast, and any gap (a tensor with
 no target, a target nothing fills, a shape or dtype that differs) raises ``ConversionError`` carrying the
 report. This module is framework-free; ``earthport.migrate.transfer`` builds ``expected`` from live models.
@@ -12,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from earthport.errors import EarthportError
 from earthport.models import registry
-from earthport.models.rules import Direction, Rule
+from earthport.models.rules import Rule
 
-DIRECTIONS: tuple[str, ...] = ("torch_to_mindspore", "mindspore_to_torch")
+Direction = Literal["torch_to_mindspore", "mindspore_to_torch", "torch_to_torch"]
+DIRECTIONS: tuple[str, ...] = ("torch_to_mindspore", "mindspore_to_torch", "torch_to_torch")  # the last keeps names
 Spec = tuple[tuple[int, ...], str]  # (shape, numpy dtype name)
 
 
@@ -35,7 +38,10 @@ def check_direction(direction: str) -> Direction:
 
 
 def rename(name: str, model: str, direction: Direction) -> tuple[str, Rule | None]:
-    """``name`` on the other side and the rule that renamed it (None: unmatched names keep their name)."""
+    """``name`` on the other side and the rule that renamed it (None: unmatched names keep their name; so do all
+    names from torch to torch)."""
+    if direction == "torch_to_torch":
+        return name, None
     for rule in rules(model):
         target = rule.apply(name, direction)
         if target is not None:
@@ -92,7 +98,7 @@ class ConversionReport:
 
     def summary(self) -> str:
         """One line: counts, and on a gap the first offending tensors."""
-        renamed = sum(1 for m in self.mapped if m["source"] != m["target"])
+        renamed = sum(1 for m in self.mapped if m["rule"] != "identity")
         values = sum(int(np.prod(m["shape"])) for m in self.mapped)
         head = (
             f"{self.model} {self.direction.replace('_', ' ')}: {len(self.mapped)} tensors ({values:,} values) mapped, "
@@ -135,20 +141,26 @@ class ConversionError(EarthportError):
 
 
 def convert_state(
-    state: Mapping[str, np.ndarray], model: str, direction: Direction, expected: Mapping[str, Spec]
-) -> tuple[dict[str, np.ndarray], ConversionReport]:
+    state: Mapping[str, np.ndarray], model: str, direction: Direction, expected: Mapping[str, Spec],
+    origins: Mapping[str, str] | None = None,
+) -> tuple[dict[str, np.ndarray], ConversionReport]:  # fmt: skip
     """Rename ``state`` by ``model``'s rules and check it against ``expected`` ({target name: (shape, dtype)}).
 
     Returns the converted state (bit-exact copies, in ``expected``'s order) and the report; raises
     ConversionError, carrying the report, when any tensor is unaccounted for or differs in shape or dtype.
+    ``origins`` ({state name: the file's name}, from a foreign reader) names the source tensors in the report.
     """
     check_direction(direction)
+    origins = origins or {}
     report = ConversionReport(model=model, direction=direction)
     converted: dict[str, np.ndarray] = {}
     sources: dict[str, list[str]] = {}
-    for name, value in state.items():
-        target, rule = rename(name, model, direction)
-        value = np.array(rule.convert_value(np.asarray(value), direction) if rule else value, copy=True)
+    for key, value in state.items():
+        target, rule = rename(key, model, direction)
+        name = origins.get(key, key)
+        if rule is not None and direction != "torch_to_torch":  # (torch to torch renames nothing)
+            value = rule.convert_value(np.asarray(value), direction)
+        value = np.array(value, copy=True)
         shape, dtype = spec_of(value)
         sources.setdefault(target, []).append(name)
         if target not in expected:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from earthport.errors import ConfigError, EarthportError
@@ -20,25 +20,42 @@ from earthport.models.rules import Rule
 OBJECTIVES = ("forecast", "masked_pretrain")  # what a trainer can be asked to optimise
 
 
+@dataclass
+class ForeignState:
+    """What a ``ForeignReader`` makes of a file's tensors: ``tensors`` the model's, in torch's names and layout;
+    ``unused`` the names of the file's tensors it leaves out (known to be unused by the network); ``origins``
+    {torch name: the file's name} where it renamed; ``notes`` what it did, for a conversion report."""
+
+    tensors: dict[str, Any]
+    unused: list[str] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 class ForeignReader(Protocol):
-    """A checkpoint format of the model's original project (e.g. NVlabs' FourCastNet): weights without
-    earthport's config or channel names. States map names to arrays (numpy or tensors: only ``.shape`` is read)."""
+    """A checkpoint format of the model's original project (e.g. NVlabs' FourCastNet, DeepMind's GraphCast):
+    weights without earthport's config or channel names. States map names to arrays (numpy or tensors: only
+    ``.shape`` is read where nothing is renamed or transposed). ``settings`` are the file's entries beside its
+    tensors, as plain data (DeepMind's ``model_config`` and ``task_config``; ``{}`` for files that have none)."""
 
     name: str  # the source, as records show it ("nvlabs")
 
     def matches(self, names: Collection[str]) -> bool:
-        """Whether a state with these tensor names is this format."""
+        """Whether a state with these tensor names (the file's) is this format."""
         ...
 
-    def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        """The model's tensors of such a state (e.g. without entries the original creates but never uses)."""
+    def state(self, state: Mapping[str, Any]) -> ForeignState:
+        """The model's tensors of the file's state in torch's names and layout, and the file's tensors left out
+        (e.g. entries the original creates but never uses); a tensor that maps to nothing keeps its name, so that
+        the strict check (``weights.convert_state``) names it."""
         ...
 
-    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> Any:
-        """The model config read off the tensor shapes; ``grid`` (rows, cols) where shapes cannot tell it."""
+    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None, settings: Mapping[str, Any]) -> Any:
+        """The model config read off the tensor shapes (``state()``'s tensors) and the settings; ``grid`` (rows,
+        cols) where neither can tell it."""
         ...
 
-    def assumed_grid(self, state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+    def assumed_grid(self, state: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
         """A grid to assume when neither the file nor the user gives one, with the note that says so; or None."""
         ...
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from earthport.errors import ConfigError
 from earthport.models.aigoms.config import AIGOMSConfig
+from earthport.models.base import ForeignState
 
 REQUIRED = ("patch_embed.proj.weight", "pos_embed", "decoder_pred.weight", "blocks.0.filter.w1", "decoder_embed.weight")
 UNUSED = ("fc_norm.weight", "fc_norm.bias")  # created by the original, never applied
@@ -52,14 +53,17 @@ class _Original:
     def matches(self, names: Collection[str]) -> bool:
         return all(key in names for key in REQUIRED)
 
-    def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+    def state(self, state: Mapping[str, Any]) -> ForeignState:
         """The state without the original's unused ``fc_norm``."""
-        return {key: value for key, value in state.items() if key not in UNUSED}
+        kept = {key: value for key, value in state.items() if key not in UNUSED}
+        return ForeignState(kept, unused=sorted(set(state) - set(kept)))
 
-    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> AIGOMSConfig:
+    def config(
+        self, state: Mapping[str, Any], grid: tuple[int, int] | None, settings: Mapping[str, Any]
+    ) -> AIGOMSConfig:
         return config_from_state(state, grid)
 
-    def assumed_grid(self, state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+    def assumed_grid(self, state: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
         tokens, patch = int(state["pos_embed"].shape[1]), int(state["patch_embed.proj.weight"].shape[-1])
         rows = math.isqrt(tokens // 2)
         if 2 * rows * rows != tokens:

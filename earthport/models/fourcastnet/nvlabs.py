@@ -13,6 +13,7 @@ from typing import Any
 
 from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.errors import ConfigError
+from earthport.models.base import ForeignState
 from earthport.models.fourcastnet.config import FourCastNetConfig
 
 REQUIRED = ("patch_embed.proj.weight", "pos_embed", "head.weight", "blocks.0.filter.w1", "blocks.0.mlp.fc1.weight")
@@ -104,13 +105,15 @@ class _NVlabs:
     def matches(self, names: Collection[str]) -> bool:
         return all(key in names for key in REQUIRED)
 
-    def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(state)
+    def state(self, state: Mapping[str, Any]) -> ForeignState:
+        return ForeignState(dict(state))  # already torch's names and layout: earthport's torch model keeps them
 
-    def config(self, state: Mapping[str, Any], grid: tuple[int, int] | None) -> FourCastNetConfig:
+    def config(
+        self, state: Mapping[str, Any], grid: tuple[int, int] | None, settings: Mapping[str, Any]
+    ) -> FourCastNetConfig:
         return config_from_state(state, grid)
 
-    def assumed_grid(self, state: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
+    def assumed_grid(self, state: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[tuple[int, int], str] | None:
         return assumed_grid(state)
 
     def channels(self, meta: Any, config: FourCastNetConfig, where: object) -> tuple[list[str], list[str]]:
