@@ -22,6 +22,7 @@ import yaml
 from earthport.checks import check_fields
 from earthport.data.samples import FORCING_DAYS
 from earthport.errors import ConfigError
+from earthport.metrics.loss_weights import LOSS_WEIGHT_KINDS
 from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 
 SECTIONS = ("model", "data", "optimizer", "train")
@@ -54,6 +55,7 @@ class TrainConfig:
     mask_ratios: tuple[float, ...] = ()  # up to mask_epochs[i]: mask_ratios[i] (the original: 3, 20, 40 / 0, .75, .25)
     region: tuple[float, ...] = ()  # (south, north, west, east) degrees: weigh the loss there by region_weight...
     region_weight: float = 0.9  # ...and elsewhere by 1 - region_weight (the original AI-GOMS: the Kuroshio box)
+    loss_weights: str = ""  # "graphcast": DeepMind's per-channel and latitude weights in every loss ("": none)
     precision: str = "fp32"
     grad_clip: float | None = 1.0  # max global gradient norm; None switches clipping off
     rollout_steps: int = 1  # > 1: loss summed over autoregressive steps (NVlabs two_step_training = 2)
@@ -104,6 +106,9 @@ class TrainConfig:
         for name in ("lr", "grad_clip", "time_limit"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"train.{name} must be > 0, got {getattr(self, name)}")
+        if self.loss_weights and self.loss_weights not in LOSS_WEIGHT_KINDS:
+            raise ConfigError(f"train.loss_weights {self.loss_weights!r} is not one of {LOSS_WEIGHT_KINDS} "
+                              "(or empty: no weights)")  # fmt: skip
         if self.region and (len(self.region) != 4 or not 0 < self.region_weight <= 1):
             raise ConfigError(f"train.region {list(self.region)} must be [south, north, west, east] in degrees and "
                               f"region_weight {self.region_weight} in (0, 1]")  # fmt: skip

@@ -20,9 +20,12 @@ def test_generate_info_stats(tmp_path, capsys):
     assert data.meta.names == ["thetao_0m", "so_10m", "u10"] and data.splits() == ["train", "test"]
     assert data.meta.time_step_hours == 24
     before = np.load(out / "stats" / "global_means.npy")
-    (out / "stats" / "global_means.npy").unlink()
+    diffs = np.load(out / "stats" / "global_diff_stds.npy")  # generate writes the one-step change's std too
+    for name in ("global_means.npy", "global_diff_stds.npy"):
+        (out / "stats" / name).unlink()
     assert main(["data", "stats", "-q", str(out), "--chunk", "4"]) == 0
     np.testing.assert_allclose(np.load(out / "stats" / "global_means.npy"), before, rtol=1e-6)
+    np.testing.assert_allclose(np.load(out / "stats" / "global_diff_stds.npy"), diffs, rtol=1e-6)
     assert main(["data", "info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "so_10m" in text and "8 x 16" in text and "train 1 year file(s)" in text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 
@@ -76,13 +79,51 @@ def test_forcing_day_pairs_each_state_with_the_predicted_days_forcings(ocean_dir
 
 
 def test_change_std_is_the_spread_of_one_steps_change_over_valid_cells(ocean_dir):
+    """Without diff statistics (a stats folder from before them) the change's std is measured on the samples."""
     data = FcnDirectory(ocean_dir)
-    pairs = SamplePairs(data.series("train"), data.stats())
+    pairs = SamplePairs(data.series("train"), dataclasses.replace(data.stats(), diff_stds=None))
+    assert pairs.change_source == "samples"
     changes = np.stack([pairs[i][1][0, :21] - pairs.current(pairs[i][0]) for i in range(len(pairs))])
     valid = data.mask[pairs.prognostic]
     want = [changes[:, c][:, valid[c]].std() for c in range(21)]
     np.testing.assert_allclose(pairs.change_std(limit=len(pairs)), want, rtol=1e-5)
     assert 0 < min(want) and max(want) < 0.5  # the generated ocean changes little in a day
+
+
+def test_change_std_comes_from_the_diff_statistics_where_the_data_set_has_them(ocean_dir):
+    """Generated data carries global_diff_stds.npy (physical units): the change's std in z-scores is diff_std / std,
+    close to the estimate on the samples; with dt 2 the one-step file does not apply and the samples are used."""
+    data = FcnDirectory(ocean_dir)
+    stats = data.stats()
+    assert (ocean_dir / "stats" / "global_diff_stds.npy").exists() and stats.diff_stds is not None
+    pairs = SamplePairs(data.series("train"), stats)
+    want = (stats.diff_stds / stats.stds).ravel()[pairs.prognostic]
+    assert pairs.change_source == "stats"
+    np.testing.assert_allclose(pairs.change_std(), want, rtol=1e-6)
+    estimate = SamplePairs(data.series("train"), dataclasses.replace(stats, diff_stds=None)).change_std(limit=1000)
+    np.testing.assert_allclose(pairs.change_std(), estimate, rtol=0.05)  # the last step of each year aside
+    assert SamplePairs(data.series("train"), stats, dt=2).change_source == "samples"
+
+
+def test_graphcast_change_scale_is_diff_std_over_std_and_falls_back_without_the_file(atmosphere_dir, tmp_path):
+    """The GraphCast run's residual scale: diff_std / std from the stats folder, else (an older folder without
+    global_diff_stds.npy) the estimate on the training samples, as before; the run's data info says which."""
+    from earthport.config import TrainConfig
+    from earthport.workflows.training_loop import prepare_data
+
+    config = TrainConfig(model="graphcast", device="cpu")
+    fitted = prepare_data(config, atmosphere_dir)
+    stats, prognostic = FcnDirectory(atmosphere_dir).stats(), fitted.train_pairs.prognostic
+    want = (stats.diff_stds.astype(np.float64) / stats.stds).ravel()[prognostic]
+    np.testing.assert_allclose(fitted.model_config.change_scale, want, rtol=1e-12)
+    assert fitted.info["change_scale_from"] == "stats"
+    old = tmp_path / "old"
+    shutil.copytree(atmosphere_dir, old)
+    (old / "stats" / "global_diff_stds.npy").unlink()  # a data set whose stats predate the file
+    before = prepare_data(config, old)
+    probe = SamplePairs(FcnDirectory(old).series("train"), FcnDirectory(old).stats(), history=2)  # as today's
+    assert probe.change_source == "samples" and before.info["change_scale_from"] == "samples"
+    np.testing.assert_allclose(before.model_config.change_scale, probe.change_std(), rtol=1e-12)
 
 
 def test_a_rollout_with_two_input_times_shifts_them():

@@ -164,10 +164,11 @@ def test_losses_equal_torch():
     pred, target = rng.standard_normal((2, 3, 4, 5), np.float32), rng.standard_normal((2, 3, 4, 5), np.float32)
     mask = np.ones((3, 4, 5), bool)
     mask[1, :2] = False
+    weights = (mask * rng.uniform(0.1, 2.0, (3, 4, 5))).astype(np.float32)  # region / loss_weights: float weights
     from earthport.config import LOSSES
 
     for name in LOSSES:
-        for m in (None, mask):
+        for m in (None, mask, weights):
             want = torch_losses.LOSSES[name](torch.from_numpy(pred), torch.from_numpy(target),
                                              None if m is None else torch.from_numpy(m))  # fmt: skip
             got = mindspore_ops.LOSSES[name](ms.Tensor(pred), ms.Tensor(target), None if m is None else ms.Tensor(m))
@@ -228,3 +229,17 @@ def test_cli_infer_mindspore(runs, atmosphere_dir, tmp_path, capsys):
     assert main(args) == 0
     assert "fourcastnet rmse" in capsys.readouterr().out
     assert json.loads((tmp_path / "f.record.json").read_text())["mindspore"]["mode"] == "pynative"
+
+
+def test_loss_weights_weigh_mindspores_loss_as_torchs(atmosphere_dir, tmp_path):
+    """loss_weights=graphcast reaches MindSpore's loss as torch's: a torch run resumed in MindSpore continues with
+    the weighted losses of the uninterrupted torch run, and the record keeps the option."""
+    config = dataclasses.replace(CONFIG, framework="torch", loss_weights="graphcast", max_epochs=1)  # 4 steps
+    reference = train(config, atmosphere_dir, tmp_path / "torch", progress=False)
+    train(config, atmosphere_dir, tmp_path / "run", max_steps=2, progress=False)
+    ms_config = dataclasses.replace(config, framework="mindspore", ms_mode="pynative")
+    resumed = train(ms_config, atmosphere_dir, tmp_path / "run", resume=True, progress=False)
+    assert resumed["framework"] == "mindspore" and resumed["train_config"]["loss_weights"] == "graphcast"
+    np.testing.assert_allclose(resumed["step_losses"][2:], reference["step_losses"][2:], rtol=1e-4)
+    plain = train(dataclasses.replace(config, loss_weights=""), atmosphere_dir, tmp_path / "plain", progress=False)
+    assert not np.allclose(plain["step_losses"][2:], reference["step_losses"][2:], rtol=1e-2)  # the weights count

@@ -20,8 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from earthport.config import FRAMEWORKS, TrainConfig
+from earthport.data.channels import variable_and_level
 from earthport.data.samples import SamplePairs
 from earthport.errors import DataError, EarthportError
+from earthport.metrics.loss_weights import loss_weights
 from earthport.metrics.weights import region_weights
 from earthport.models.base import LoadedModel
 from earthport.optional import import_mindspore
@@ -72,15 +74,23 @@ class TrainData:
     @property
     def mask(self) -> np.ndarray | None:
         """What the losses weigh cells by: [out_channel, rows, lon] bool (True = valid) of the prognostic
-        channels, or None; with a ``region`` in the config, float32 weights (land 0, the region ``region_weight``,
-        elsewhere 1 - ``region_weight``), which every loss takes as it takes the mask."""
+        channels, or None; with a ``region`` or ``loss_weights`` in the config, float32 weights, which every loss
+        takes as it takes the mask: the land mask (0 on land) times the region's (``region_weight`` inside,
+        1 - ``region_weight`` elsewhere) times the ``loss_weights`` kind's per channel and row
+        (``metrics.loss_weights``: with "graphcast", masked_mse is DeepMind's loss / the sum of variable weights)."""
         pairs, config = self.train_pairs, self.config
         mask = None if pairs.mask is None else pairs.mask[pairs.prognostic]
-        if not config.region:
+        if not config.region and not config.loss_weights:
             return mask
-        weights = region_weights(pairs.lat, pairs.series.meta.lon, config.region, config.region_weight)
-        valid = np.ones((len(pairs.prognostic), *weights.shape), np.float32) if mask is None else mask
-        return (valid * weights).astype(np.float32)
+        lon = pairs.series.meta.lon
+        weights = np.ones((len(pairs.prognostic), len(pairs.lat), len(lon))) if mask is None else mask.astype(float)
+        if config.region:
+            weights = weights * region_weights(pairs.lat, lon, config.region, config.region_weight)
+        if config.loss_weights:
+            names = pairs.series.meta.names
+            channels = [variable_and_level(names[i]) for i in pairs.prognostic]
+            weights = weights * loss_weights(config.loss_weights, channels, pairs.lat)[:, :, None]
+        return weights.astype(np.float32)
 
 
 class Batches(Sized, Iterable[tuple[Any, Any]], Protocol):

@@ -39,7 +39,9 @@ def cmd_stats(args: argparse.Namespace) -> None:
     data = FcnDirectory(args.data)
     stats = compute_stats(data.series(args.split), chunk=args.chunk, progress=not args.quiet)
     stats.save(data.stats_dir)
-    print(f"wrote {data.stats_dir}/global_means.npy, global_stds.npy, time_means.npy from the {args.split} split")
+    diffs = ", global_diff_stds.npy" if stats.diff_stds is not None else " (no diff stds: no steps one step apart)"
+    names = f"global_means.npy, global_stds.npy, time_means.npy{diffs}"
+    print(f"wrote {data.stats_dir}/{names} from the {args.split} split")
 
 
 def cmd_regrid(args: argparse.Namespace) -> None:
@@ -196,7 +198,9 @@ def _register_ocean_prep(data: argparse._SubParsersAction) -> None:
 
 def _register_reading(data: argparse._SubParsersAction) -> None:
     """``data stats | info | sample``."""
-    p = data.add_parser("stats", parents=[QUIET], help="recompute means, stds and climatology in one streaming pass")
+    p = data.add_parser(
+        "stats", parents=[QUIET], help="recompute means, stds, climatology and one step's change std in one pass"
+    )
     p.add_argument("data", type=Path)
     p.add_argument("--split", default="train", choices=["train", "valid", "test"])
     p.add_argument("--chunk", type=positive_int, default=8, help="time steps per read")

@@ -5,6 +5,7 @@
     DIR/{train,valid,test}/YYYY.h5    dataset ``fields`` [time, channel, lat, lon] float32, dataset ``time``,
                                       attribute ``channels`` (names, checked against metadata.json's)
     DIR/stats/global_means.npy        [1, channel, 1, 1]; also global_stds.npy, time_means.npy [1, C, lat, lon]
+                                      and, optionally, global_diff_stds.npy [1, C, 1, 1] (one step's change)
     DIR/land_mask.h5                  ocean data only: ``land_mask`` [1, C, lat, lon], 1 = ocean (valid)
     DIR/static/NAME.h5                static fields such as orography, dataset ``fields`` [1, lat, lon]
 
@@ -235,7 +236,7 @@ class FcnDirectory:
             raise DataError(
                 self.stats_dir / "time_means.npy", f"grid {time_means.shape[-2:]} is not {self.meta.shape[1:]}"
             )
-        return Stats(stats.means, stats.stds, np.ascontiguousarray(time_means))
+        return Stats(stats.means, stats.stds, np.ascontiguousarray(time_means), stats.diff_stds)
 
     def static(self, name: str) -> np.ndarray:
         """A static field [lat, lon] from ``static/NAME.h5``."""

@@ -30,7 +30,8 @@ def write_fcn(
     progress: bool = False,
 ) -> Stats:
     """Write ``series`` in the FourCastNet layout, one file per calendar year, streaming ``chunk`` steps at a
-    time; statistics of the training years are accumulated in the same pass and written to ``stats/``.
+    time; statistics of the training years (with the std of one step's change, ``stats.py``) are accumulated in
+    the same pass and written to ``stats/``.
 
     Each year file is written to a temporary and renamed when complete (``earthport.files``), so an
     interrupted run leaves no file that looks whole, and no temporary. ``static``: name -> [lat, lon] fields,
@@ -40,17 +41,17 @@ def write_fcn(
     meta = series.meta
     files.make_dir(root)
     years = years_of(series.time)
-    accumulator = StatsAccumulator(meta.shape, series.mask)
+    accumulator = StatsAccumulator(meta.shape, series.mask, meta.time_step_hours)
     with (
         _YearWriter(root, meta, years, split_of_year) as writer,
         progress_bar(len(series), f"writing {root.name}", unit="step", enabled=progress) as bar,
     ):
         for start, fields in iter_chunks(series, chunk):
             for offset, year in _year_runs(years[start : start + len(fields)]):
-                block = fields[offset[0] : offset[1]]
-                writer.write(year, series.time[start + offset[0] : start + offset[1]], block)
+                block, time = fields[offset[0] : offset[1]], series.time[start + offset[0] : start + offset[1]]
+                writer.write(year, time, block)
                 if split_of_year(year) == "train":
-                    accumulator.update(block)
+                    accumulator.update(block, time)
             bar.advance(len(fields))
     if series.mask is not None:
         write_land_mask(root / "land_mask.h5", series.mask)

@@ -72,6 +72,10 @@ class SamplePairs:
         check_stds(stats.stds, "statistics", meta.names)
         self.mean = stats.means[0].astype(np.float32)  # [channel, 1, 1]
         self.std = stats.stds[0].astype(np.float32)
+        diffs = stats.diff_stds
+        if diffs is not None and diffs.shape[1] != meta.shape[0]:
+            raise DataError("statistics", f"diff stds {diffs.shape} do not match the series' channels {meta.names}")
+        self.diff_std = None if diffs is None else diffs.reshape(-1).astype(np.float64)  # [channel], physical
         self.static_names = list(static or {})
         self.static = _normalised_static(static or {}, meta.shape[1:])[:, : self.rows]
         self.starts = valid_starts(series.time, meta.time_step_hours, dt * (steps + history - 1) + self.lead)
@@ -158,10 +162,22 @@ class SamplePairs:
         index = list(self.prognostic if channels is None else channels)
         return fields * self.std[index] + self.mean[index]
 
+    @property
+    def change_source(self) -> str:
+        """Where ``change_std`` comes from: ``"stats"`` (the data set's ``global_diff_stds.npy``, which measures one
+        data step, so only with ``dt`` 1) or ``"samples"`` (estimated on the samples)."""
+        return "stats" if self.diff_std is not None and self.dt == 1 else "samples"
+
     def change_std(self, limit: int = 64) -> np.ndarray:
-        """The std of one step's change (first target - current state) per prognostic channel, in z-scores, over
-        valid cells of at most ``limit`` samples spread over the split: [out_channel] float64 (GraphCast's
-        ``diff_std``, here relative to the channel's std). A channel that never changes gets 1."""
+        """The std of one step's change (first target - current state) per prognostic channel, in z-scores:
+        [out_channel] float64 (GraphCast's ``diff_std``, here relative to the channel's std). From the data set's
+        diff statistics (``diff_std / std``) where ``change_source`` is "stats", else over the valid cells of at
+        most ``limit`` samples spread over the split. A channel that never changes gets 1."""
+        if self.change_source == "stats":
+            assert self.diff_std is not None
+            index = list(self.prognostic)
+            scale = self.diff_std[index] / self.std[index].reshape(-1).astype(np.float64)
+            return np.where(scale > 0, scale, 1.0)
         picks, mask = self.spread(limit), self.mask
         shape = (self.out_channels, self.rows, self.series.meta.shape[2])
         valid = np.ones(shape, bool) if mask is None else mask[self.prognostic]

@@ -70,8 +70,12 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
     for name, pairs in (("train", train_pairs), ("valid", valid_pairs)):
         if len(pairs) == 0:
             raise EarthportError(f"{directory.root}: the {name} split has no (input, target) pair dt={config.dt} apart")
+    fitted_from = None
     if spec.fit_samples is not None:  # one-step samples: a fine-tuning run with more steps measures the same
-        model_config = spec.fit_samples(model_config, probe)
+        fitted = spec.fit_samples(model_config, probe)
+        if getattr(fitted, "change_scale", ()) != getattr(model_config, "change_scale", ()):
+            fitted_from = probe.change_source  # "stats" (global_diff_stds.npy) or "samples"
+        model_config = fitted
     info = {
         "path": str(directory.root),
         "input_channels": train_pairs.input_names[: len(train_pairs.prognostic) + len(train_pairs.forcing)],
@@ -83,6 +87,7 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
         "history": spec.history,
         "train_samples": len(train_pairs),
         "valid_samples": len(valid_pairs),
+        **({"change_scale_from": fitted_from} if fitted_from else {}),
     }
     return TrainData(config, train_pairs, valid_pairs, model_config, info)
 
