@@ -172,3 +172,33 @@ def test_aigoms_scans_ready_with_its_1d_fft_adapters():
             assert ops["aten.copy_.default"]["status"] == "differs"
         else:
             assert "aten.copy_.default" not in ops
+
+
+def test_graphcast_scans_ready_with_its_gathers_and_segment_sums(tmp_path, monkeypatch):
+    """GraphCast's torch model, built from JSON kwargs (its ``graphs`` annotation names a type imported only for
+    type checking): the per-edge gathers map to ops.gather and the per-receiver ``index_add_`` to
+    ops.UnsortedSegmentSum, as earthport's MindSpore GraphCast computes them; nothing unknown, nothing blocks."""
+    monkeypatch.setenv("EARTHPORT_DATA", str(tmp_path))  # the graphs are cached there, not in ~
+    from earthport.models.graphcast.config import PRESETS as GRAPHCAST
+
+    config = GRAPHCAST["tiny"]
+    shape = (1, config.in_chans, *config.img_size)
+    report = scan("earthport.models.graphcast.torch:GraphCast", {"config": config.to_dict()}, shape, probe=False)
+    ops = rows(report)
+    sums, gathers = ops["aten.index_add_.default"], ops["aten.index.Tensor"]
+    assert sums["mindspore"].startswith("ops.UnsortedSegmentSum") and sums["probe_key"] == "ops.UnsortedSegmentSum"
+    assert sums["where"] == {"grid2mesh_gnn": 1, "mesh_gnn.steps.0": 1, "mesh_gnn.steps.1": 1, "mesh2grid_gnn": 1}
+    assert gathers["mindspore"].startswith("ops.gather") and gathers["count"] == 8  # senders and receivers, 4 sets
+    for op in ("aten.index_add_.default", "aten.index.Tensor", "aten.new_zeros.default", "aten.silu.default",
+               "aten.linear.default", "aten.split.Tensor"):  # fmt: skip
+        assert ops[op]["status"] == "ok", op
+    assert ops["aten.layer_norm.default"]["status"] == "differs"  # MindSpore's epsilon default: pass 1e-5
+    assert report["summary"]["by_status"]["unknown"] == report["summary"]["by_status"]["missing"] == 0
+    assert not report["summary"]["blocking"] and report["summary"]["verdict"].startswith("ready to port")
+
+
+@pytest.mark.mindspore
+def test_graphcast_aggregation_counterparts_run_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("EARTHPORT_DATA", str(tmp_path))
+    found = probes.probe_ops(["ops.UnsortedSegmentSum", "ops.gather"], "CPU")
+    assert found == {"ops.UnsortedSegmentSum": {"result": "runs"}, "ops.gather": {"result": "runs"}}

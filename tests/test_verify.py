@@ -70,3 +70,32 @@ def test_a_wrong_gelu_is_found_at_its_layer():
     assert parity.first_jump(errors) == "blocks.1.mlp"
     expected, got = torch_probe.forward(inputs), ms_probe.forward(inputs)
     assert parity.compare(expected, got)["max_rel_error"] > 1e-5
+
+
+def test_graphcast_reports_the_error_after_each_processor_step(tmp_path, monkeypatch):
+    """GraphCast's processor steps are modules of their own in both frameworks (``mesh_gnn.steps.K``, without
+    parameters: the Haiku names stay), so the layer report follows the mesh latents from the encoder through every
+    step to the decoder, each step's error and its growth over the step before."""
+    monkeypatch.setenv("EARTHPORT_DATA", str(tmp_path))  # the graphs are cached there, not in ~
+    from earthport.models import registry
+    from earthport.report.verify_report import _path_lines
+    from earthport.workflows import verify
+
+    spec = registry.spec("graphcast")
+    config = spec.preset("tiny")
+    pair = verify._pair(spec, config, seed=0, reference=None)
+    assert not [name for name, _ in pair.reference.named_parameters() if ".steps." in name]
+    assert not [name for name in pair.reference.state_dict() if ".steps." in name]
+    inputs = np.random.default_rng(0).standard_normal((2, config.in_chans, *config.img_size)).astype(np.float32)
+    layers = verify._layers(pair, inputs)
+    nodes = layers["steps"]["mesh_gnn.steps[0]"]  # the mesh node latents after each step; [1]: the edge latents
+    assert [s["step"] for s in nodes] == list(range(config.processor_steps)) == [0, 1]
+    assert all(s["error"] < 1e-5 for s in nodes) and nodes[0]["growth"] is None
+    assert nodes[1]["growth"] == pytest.approx(nodes[1]["error"] / nodes[0]["error"])
+    assert len(layers["steps"]["mesh_gnn.steps[1]"]) == config.processor_steps
+    names = list(layers["layers"])
+    path = ["grid2mesh_gnn[1]", "mesh_gnn.steps.0[0]", "mesh_gnn.steps.1[0]", "mesh_gnn", "mesh2grid_gnn"]
+    assert [names.index(name) for name in path] == sorted(names.index(name) for name in path)
+    table = [line for line in _path_lines(layers) if line.startswith("| mesh_gnn.steps.")]
+    assert len(table) == 2 * 2 * config.processor_steps  # node and edge latents, along the model and in every layer
+    assert table[2].startswith("| mesh_gnn.steps.1[0] |") and table[2].endswith(f"×{nodes[1]['growth']:.3g} |")

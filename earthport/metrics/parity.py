@@ -3,11 +3,13 @@
 Relative errors are normalised by the reference's largest magnitude, not elementwise: ``max|a - b| /
 max|a|`` stays meaningful where the reference crosses zero (elementwise ratios blow up there). Relative L2 is
 ``||a - b|| / ||a||``. ``first_jump`` names the layer where the error grows by a factor in one step, which is
-where a port most likely differs.
+where a port most likely differs; ``by_step`` follows the error through a model's repeated steps (blocks, processor
+steps), where rounding accumulates.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +68,22 @@ def largest_growth(errors: Sequence[tuple[str, float]]) -> dict | None:
                 best = {"layer": name, "factor": factor, "error": error}
         before = error if error > 0 else before
     return best
+
+
+def by_step(errors: Sequence[tuple[str, float]]) -> dict[str, list[dict]]:
+    """The layers that are numbered entries of one list (``blocks.3``; ``mesh_gnn.steps.3[0]``, the first tensor of
+    a step's output), per list in order (``blocks``; ``mesh_gnn.steps[0]``): {"step", "layer", "error", "growth"},
+    growth the error over the step before's (None for the first step or after an exact one)."""
+    series: dict[str, list[dict]] = {}
+    for name, error in errors:
+        found = re.fullmatch(r"(.+)\.(\d+)(\[\d+\])?", name)
+        if found is None:
+            continue
+        steps = series.setdefault(found[1] + (found[3] or ""), [])
+        before = steps[-1]["error"] if steps else 0.0
+        growth = error / before if before > 0 else None
+        steps.append({"step": int(found[2]), "layer": name, "error": error, "growth": growth})
+    return series
 
 
 def zonal_power_spectrum(field: np.ndarray) -> np.ndarray:

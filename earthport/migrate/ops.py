@@ -84,7 +84,9 @@ _ROWS: list[tuple[tuple[str, ...], OpMapping]] = [
         "ops.concat of the parts (or Tensor.__setitem__)", DIFFERS, "in-place writes into a slice (out[:, :k] = y): "
         "build the result functionally, e.g. concatenate y with zeros (earthport's AFNO ports do; ops.pad's gradient "
         "is broken in graphs)", "ops.cat")),
-    (("aten.index", "aten.index_select"), OpMapping("Tensor indexing / ops.index_select", OK, probe="ops.gather")),
+    (("aten.index", "aten.index_select"), OpMapping(
+        "ops.gather / Tensor indexing / ops.index_select", OK, "x[ids] (one index tensor on axis 0) is "
+        "ops.gather(x, ids, 0), as earthport's MindSpore GraphCast gathers node latents per edge", "ops.gather")),
     (("aten.gather",), OpMapping("ops.gather_elements", OK, "torch.gather is ops.gather_elements; ops.gather is "
                                  "torch.index_select", "ops.gather_elements")),
     (("aten.embedding",), OpMapping("nn.Embedding / ops.embedding", OK, "parameter named embedding_table",
@@ -95,7 +97,10 @@ _ROWS: list[tuple[tuple[str, ...], OpMapping]] = [
         "mint.scatter_add fails on CPU in 2.10 (ScatterAddExt unregistered); use the ops form",
         "ops.tensor_scatter_elements")),
     (("aten.index_add", "aten.index_add_"), OpMapping(
-        "ops.index_add / ops.unsorted_segment_sum", OK, "ops.index_add(x, indices, y, axis)", "ops.index_add")),
+        "ops.UnsortedSegmentSum / ops.TensorScatterAdd / ops.index_add", OK,
+        "x.index_add_(0, ids, y) into zeros is ops.UnsortedSegmentSum()(y, ids, len(x)), as earthport's MindSpore "
+        "GraphCast sums messages per receiver (faster there than TensorScatterAdd into zeros); "
+        "ops.index_add(x, ids, y, axis) adds into any x", "ops.UnsortedSegmentSum")),
     (("aten.scatter", "aten.scatter_"), OpMapping("ops.scatter", OK, probe="ops.scatter")),
     (("aten.scatter_reduce", "aten.scatter_reduce_"), OpMapping(
         "ops.tensor_scatter_elements / ops.unsorted_segment_max", DIFFERS,

@@ -117,7 +117,9 @@ run("ops.gather_elements", lambda x: ops.gather_elements(x, 1, idx([0, 1], [2, 0
 run("ops.tensor_scatter_elements(add)",
     lambda x, u: ops.tensor_scatter_elements(x, idx([0, 1, 0]), u, 1, "add"), t(1, 4), t(1, 3))
 """,
-    "ops.index_add": """
+    "ops.UnsortedSegmentSum": """
+run("ops.UnsortedSegmentSum", lambda y: ops.UnsortedSegmentSum()(y, idx(0, 2, 0), 3), t(3, 4))
+run("ops.TensorScatterAdd", lambda x, y: ops.TensorScatterAdd()(x, idx([0], [2], [0]), y), t(3, 4), t(3, 4))
 run("ops.index_add", lambda x, y: ops.index_add(x, idx(0, 2, 0), y, 0), t(3, 4), t(3, 4))
 """,
     "ops.unsorted_segment_sum": """

@@ -18,6 +18,7 @@ import importlib
 import inspect
 import json
 import re
+import types
 import typing
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -76,12 +77,29 @@ def _dataclass_type(hint: object) -> type | None:
     return None
 
 
+def _type_hints(target: Callable) -> dict[str, object]:
+    """The parameter annotations of ``target`` (its ``__init__`` for a class), resolved; where one does not resolve
+    (a name imported under ``TYPE_CHECKING``, GraphCast's ``graphs: Graphs | None``), the others one by one."""
+    function = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(function)
+    except Exception:
+        namespace = getattr(function, "__globals__", {})
+        resolved = {name: _resolve(hint, namespace) for name, hint in getattr(function, "__annotations__", {}).items()}
+        return {name: hint for name, hint in resolved.items() if hint is not None}
+
+
+def _resolve(annotation: object, namespace: dict) -> object | None:
+    """One annotation resolved in ``namespace``, or None where it does not resolve (its value is passed as given)."""
+    try:
+        return typing.get_type_hints(types.SimpleNamespace(__annotations__={"value": annotation}), namespace)["value"]
+    except Exception:
+        return None
+
+
 def _convert_kwargs(target: Callable, kwargs: dict, spec: str) -> dict:
     """JSON objects given for dataclass-typed parameters become those dataclasses (``from_dict`` if it has one)."""
-    try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:  # unresolvable annotations: pass the values as given
-        hints = {}
+    hints = _type_hints(target)
     converted = dict(kwargs)
     for name, value in kwargs.items():
         kind = _dataclass_type(hints.get(name))

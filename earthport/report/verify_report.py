@@ -129,7 +129,7 @@ def _markdown(report: dict, headline: list[str], figures: list[str]) -> str:
         lines += ["The error never jumps (never above 1e-6 and tenfold over the layer before).", ""]
     if growth:
         lines += [f"Largest growth: ×{growth['factor']:.3g} at {growth['layer']} (error {growth['error']:.3e}).", ""]
-    lines += ["![layers](layers.png)", ""]
+    lines += ["![layers](layers.png)", "", *_path_lines(report["layers"])]
     g = report["gradients"]
     losses = f"loss torch {g['loss']['torch']:.6g}, MindSpore {g['loss']['mindspore']:.6g}"
     lines += ["## Gradients", "", f"Largest relative gradient error {g['grad_max_rel_error']:.3e} "
@@ -158,6 +158,23 @@ def _variable_lines(variables: dict, hours: list[float]) -> list[str]:
         leads = " | ".join(f"{e:.1e}" for e in v["field_rel_l2_by_lead"])
         lines.append(f"| {name} | {v['forward_max_rel_error']:.1e} | {leads} | ×{v['drift']:.3g} |")
     return [*lines, ""]
+
+
+def _path_lines(layers: dict) -> list[str]:
+    """The error along the model: each top-level module's outputs and the output of each repeated step (blocks,
+    processor steps) with its growth over the step before, in execution order; then every probed layer."""
+    steps = {s["layer"]: s for series in layers.get("steps", {}).values() for s in series}
+    lines = ["The error along the model: top-level modules and repeated steps (× the error one step before; "
+             "`name[i]`: the i-th tensor of a tuple output).", "",
+             "| layer | max rel error | rel L2 | × step before |", "|---|---|---|---|"]  # fmt: skip
+    every = ["| layer | max rel error | rel L2 |", "|---|---|---|"]
+    for name, m in layers["layers"].items():
+        cells = f"| {name} | {m['max_rel_error']:.3e} | {m['rel_l2_error']:.3e} |"
+        every.append(cells)
+        if name in steps or "." not in name:
+            growth = steps.get(name, {}).get("growth")
+            lines.append(cells + ("" if growth is None else f" ×{growth:.3g}") + " |")
+    return [*lines, "", "<details><summary>Every probed layer</summary>", "", *every, "", "</details>", ""]
 
 
 def _forward_lines(forward: dict) -> list[str]:

@@ -167,12 +167,15 @@ def _masked_forward(pair: _Pair, inputs: np.ndarray, config: Any, seed: int, rat
 
 
 def _layers(pair: _Pair, inputs: np.ndarray) -> dict:
-    """Submodules of the same name in both trees, in torch's execution order."""
+    """Submodules of the same name in both trees, in torch's execution order; ``steps``: the error after each
+    repeated step (FourCastNet's blocks, GraphCast's processor steps: ``mesh_gnn.steps[0]`` the mesh node latents,
+    ``[1]`` the mesh edge latents)."""
     seen, got = pair.torch.layer_outputs(inputs), pair.mindspore.layer_outputs(inputs)
     layers = [(name, parity.compare(seen[name], got[name])) for name in seen if name in got]
     errors = [(name, measures["max_rel_error"]) for name, measures in layers]
     growth = parity.largest_growth(errors)
-    return {"layers": dict(layers), "first_jump": parity.first_jump(errors), "largest_growth": growth}
+    return {"layers": dict(layers), "first_jump": parity.first_jump(errors), "largest_growth": growth,
+            "steps": parity.by_step(errors)}  # fmt: skip
 
 
 def _gradients(pair: _Pair, inputs, targets, mask, loss: str) -> dict:

@@ -3,7 +3,9 @@
 ``grid2mesh_gnn.encoder_edges_grid2mesh_mlp.linear_0.weight`` [out, in] is Haiku's
 ``grid2mesh_gnn/~_networks_builder/encoder_edges_grid2mesh_mlp/~/linear_0:w`` [in, out] (transposed);
 ``..._layer_norm.weight`` / ``.bias`` are ``:scale`` / ``:offset``. Graph indices and features are buffers, not
-weights (``persistent=False``): a state dict holds the 36,348,131 paper parameters and nothing else.
+weights (``persistent=False``): a state dict holds the 36,348,131 paper parameters and nothing else. Each processor
+step is a module without parameters of its own, ``mesh_gnn.steps.K`` (MindSpore's ``MeshStep`` cells), so that the
+layer probes see the latents after every step.
 
 Layout: nodes are [nodes, batch, latent] (grid index = i_lat * W + i_lon), edges [edges, batch, latent]; what does
 not depend on the sample (edge and mesh-node embeddings) is [rows, 1, latent] and broadcasts over the batch.
@@ -86,15 +88,26 @@ class GNN(nn.Module):
         """The whole of ``{prefix}``'s MLP and LayerNorm on x [rows, batch, width]."""
         return self._finish(prefix, getattr(self, f"{prefix}_mlp").layer(0)(x))
 
-    def _blocks(self, prefix: str, parts: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``{prefix}_mlp.linear_0``'s weight split by columns into ``parts`` blocks of ``latent``, and its bias."""
-        linear = getattr(self, f"{prefix}_mlp").layer(0)
-        return list(linear.weight.split(self.latent, dim=1)), linear.bias
+    def _blocks(self, prefix: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``{prefix}_mlp.linear_0``'s weight split by columns into blocks of ``latent``, and its bias."""
+        return _columns(getattr(self, f"{prefix}_mlp"), self.latent)
 
     def _update_nodes(self, prefix: str, v: torch.Tensor, summed: torch.Tensor) -> torch.Tensor:
         """v + MLP(concat(v, summed)): v [N, 1 or B, latent], summed [N, B, latent] -> [N, B, latent]."""
-        (w_v, w_sum), bias = self._blocks(prefix, 2)
-        return v + self._finish(prefix, F.linear(v, w_v, bias) + F.linear(summed, w_sum))
+        mlp, norm = getattr(self, f"{prefix}_mlp"), getattr(self, f"{prefix}_layer_norm")
+        return _node_update(mlp, norm, self.latent, v, summed)
+
+
+def _columns(mlp: Mlp, latent: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``mlp.linear_0``'s weight split by columns into blocks of ``latent``, and its bias."""
+    linear = mlp.layer(0)
+    return list(linear.weight.split(latent, dim=1)), linear.bias
+
+
+def _node_update(mlp: Mlp, norm: nn.LayerNorm, latent: int, v: torch.Tensor, summed: torch.Tensor) -> torch.Tensor:
+    """v + norm(mlp(concat(v, summed))): v [N, 1 or B, latent], summed [N, B, latent] -> [N, B, latent]."""
+    (w_v, w_sum), bias = _columns(mlp, latent)
+    return v + norm(mlp.rest(F.linear(v, w_v, bias) + F.linear(summed, w_sum)))
 
 
 def _run(fn: Callable[..., Any], checkpointing: bool, *args: Any) -> Any:
@@ -119,14 +132,14 @@ class BipartiteGNN(GNN):
         ``sent`` [senders, B, latent] and ``received`` [receivers, 1 or B, latent] are the node sets' products with
         linear_0's sender and receiver columns."""
         edge = self._mlp(f"encoder_edges_{self.name}", features)[:, None]  # [c, 1, latent]
-        (w_edge, _, _), bias = self._blocks(f"processor_edges_0_{self.name}", 3)
+        (w_edge, _, _), bias = self._blocks(f"processor_edges_0_{self.name}")
         h = F.linear(edge, w_edge, bias) + sent[senders] + received[receivers]
         return self._finish(f"processor_edges_0_{self.name}", h)
 
     def sums(self, v_send: torch.Tensor, v_receive: torch.Tensor, checkpointing: bool) -> torch.Tensor:
         """Per receiver the sum of its new messages [receivers, B, latent] (float32 with ``float32_sums``, as
         DeepMind's encoder), from the senders' latents v_send [senders, B, latent] and the receivers' v_receive."""
-        (_, w_send, w_receive), _ = self._blocks(f"processor_edges_0_{self.name}", 3)
+        (_, w_send, w_receive), _ = self._blocks(f"processor_edges_0_{self.name}")
         sent, received = F.linear(v_send, w_send), F.linear(v_receive, w_receive)
         batch = max(sent.shape[1], received.shape[1])
         dtype = torch.float32 if self.float32_sums else sent.dtype
@@ -177,32 +190,47 @@ class Grid2MeshGNN(BipartiteGNN):
         return _run(self._grid_update, checkpointing, grid), mesh
 
 
+class MeshStep(nn.Module):
+    """Processor step ``k`` as a module of its own, as MindSpore's ``MeshStep`` cell, so that forward hooks (the
+    layer probes of ``earthport verify``) see the latents after every step: (v [M, B, latent], e [E, 1 or B,
+    latent]) -> (v + v', e + e'). It has no parameters: it runs the MLPs and LayerNorms its MeshGNN registers under
+    DeepMind's names, held here in a tuple, which ``nn.Module`` does not register (state dicts and weight rules see
+    the Haiku names only). The graph's indices come as arguments: they are the MeshGNN's buffers, moved with it."""
+
+    def __init__(self, gnn: MeshGNN, k: int):
+        super().__init__()
+        self.latent, self.nodes = gnn.latent, gnn.nodes
+        prefixes = (f"processor_edges_{k}_mesh", f"processor_nodes_{k}_mesh_nodes")
+        self.blocks = tuple(getattr(gnn, f"{prefix}_{part}") for prefix in prefixes for part in ("mlp", "layer_norm"))
+
+    def forward(self, v: torch.Tensor, e: torch.Tensor, senders: torch.Tensor,
+                receivers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        edge_mlp, edge_norm, node_mlp, node_norm = self.blocks
+        (w_edge, w_send, w_receive), bias = _columns(edge_mlp, self.latent)
+        h = F.linear(e, w_edge, bias) + F.linear(v, w_send)[senders] + F.linear(v, w_receive)[receivers]
+        messages = edge_norm(edge_mlp.rest(h))  # [E, B, latent]
+        summed = messages.new_zeros((self.nodes, *messages.shape[1:])).index_add_(0, receivers, messages)
+        return _node_update(node_mlp, node_norm, self.latent, v, summed), e + messages
+
+
 class MeshGNN(GNN):
-    """The processor: embeds the multimesh edges, then ``processor_steps`` unshared steps on the mesh."""
+    """The processor: embeds the multimesh edges, then ``processor_steps`` unshared steps (``steps``) on the mesh."""
 
     def __init__(self, config: GraphCastConfig, graphs: Graphs):
         super().__init__(config)
-        self.steps, self.nodes = config.processor_steps, len(graphs.mesh_nodes)
+        self.nodes = len(graphs.mesh_nodes)
         self._add("encoder_edges_mesh", EDGE_FEATURES)
         for k in range(config.processor_steps):
             self._add(f"processor_edges_{k}_mesh", 3 * config.latent)
             self._add(f"processor_nodes_{k}_mesh_nodes", 2 * config.latent)
         self._edges("mesh", graphs.mesh)
-
-    def step(self, k: int, v: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``k``: v [M, B, latent], e [E, 1 or B, latent] -> (v + v', e + e')."""
-        (w_edge, w_send, w_receive), bias = self._blocks(f"processor_edges_{k}_mesh", 3)
-        h = F.linear(e, w_edge, bias) + F.linear(v, w_send)[self.mesh_senders]
-        h = h + F.linear(v, w_receive)[self.mesh_receivers]
-        messages = self._finish(f"processor_edges_{k}_mesh", h)  # [E, B, latent]
-        summed = messages.new_zeros((self.nodes, *messages.shape[1:])).index_add_(0, self.mesh_receivers, messages)
-        return self._update_nodes(f"processor_nodes_{k}_mesh_nodes", v, summed), e + messages
+        self.steps = nn.ModuleList(MeshStep(self, k) for k in range(config.processor_steps))
 
     def forward(self, mesh: torch.Tensor, checkpointing: bool = False) -> torch.Tensor:
         """Mesh latents [M, B, latent] -> [M, B, latent] (the mesh edge latents are dropped at the end)."""
         edges = self._mlp("encoder_edges_mesh", self.mesh_features)[:, None]  # [E, 1, latent]
-        for k in range(self.steps):
-            mesh, edges = _run(self.step, checkpointing, k, mesh, edges)
+        for step in self.steps:
+            mesh, edges = _run(step, checkpointing, mesh, edges, self.mesh_senders, self.mesh_receivers)
         return mesh
 
 
