@@ -17,6 +17,10 @@ largest over a runner's processes; 0 is a quiet machine, 2 both cores taken).
         --runners torch,mindspore,mindspore-pynative --out runs/bench/framework_speed_aigoms_small.json
     .venv/bin/python benchmarks/framework_speed.py --model aigoms --preset paper --rounds 1 --warmup 0 \
         --repeats 1 --max-rss-gb 21 --timeout-s 900 --out runs/bench/framework_speed_aigoms_paper.json
+    .venv/bin/python benchmarks/framework_speed.py --model graphcast --preset paper --phases infer --rounds 1 \
+        --warmup 1 --repeats 2 --max-rss-gb 21 --timeout-s 1200 --out runs/bench/framework_speed_graphcast_paper.json
+
+``--phases infer`` times inference only; ``--precision bf16`` runs it under each framework's mixed precision.
 
 ``--max-others-cpu 0.1`` sets aside a process during which other processes kept more than a tenth of a core busy
 and runs it again after a minute (``--retries`` times at most). A process above ``--max-rss-gb`` of resident
@@ -65,7 +69,7 @@ def _steps(args: argparse.Namespace):
 
     framework, mode = RUNNERS[args.worker]
     return build_steps(BenchSpec(model=args.model, preset=args.preset, framework=framework, ms_mode=mode,
-                                 batch_size=args.batch_size, energy="none",
+                                 batch_size=args.batch_size, energy="none", precision=args.precision,
                                  activation_checkpointing=args.activation_checkpointing))  # fmt: skip
 
 
@@ -119,7 +123,7 @@ def worker(args: argparse.Namespace) -> None:
     framework = RUNNERS[args.worker][0]
     result = {"version": importlib.import_module(framework).__version__, "threads": steps.threads,
               "build_s": time.perf_counter() - began}  # fmt: skip
-    for phase in PHASES:
+    for phase in args.phases:
         print(f"PHASE {phase}", flush=True)
         step = getattr(steps, phase)
         result[f"{phase}_first_s"] = warm_up(step, args.warmup, steps.sync)
@@ -180,7 +184,7 @@ def _watch(child: subprocess.Popen, args: argparse.Namespace) -> tuple[float, st
 def _run(runner: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", runner, "--model", args.model, "--preset", args.preset,
                "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-               "--repeats", str(args.repeats)]  # fmt: skip
+               "--repeats", str(args.repeats), "--phases", ",".join(args.phases), "--precision", args.precision]
     command += ["--activation-checkpointing"] * args.activation_checkpointing
     load_before, busy, ours, began = os.getloadavg(), _busy_s(), _children_cpu_s(), time.monotonic()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -232,13 +236,13 @@ def _collect(runners: list[str], args: argparse.Namespace) -> dict[str, dict]:
                 collected[runner]["unavailable"] = result["unavailable"]
                 print(f"round {round_ + 1} {runner}: {result['unavailable']}", flush=True)
                 continue
-            print(f"round {round_ + 1} {runner}: infer {np.median(result['infer']) * 1e3:.1f} ms, "
-                  f"train {np.median(result['train']) * 1e3:.1f} ms, load {result['load_before'][0]:.2f}, "
+            times = ", ".join(f"{phase} {np.median(result[phase]) * 1e3:.1f} ms" for phase in args.phases)
+            print(f"round {round_ + 1} {runner}: {times}, load {result['load_before'][0]:.2f}, "
                   f"others' CPU {busy:.2f} cores", flush=True)  # fmt: skip
     return collected
 
 
-def _table(collected: dict[str, dict], title: str) -> dict:
+def _table(collected: dict[str, dict], title: str, phases: list[str]) -> dict:
     """Medians, IQRs and ratios to torch per runner and phase; printed as a rich table."""
     import pandas as pd
 
@@ -251,19 +255,19 @@ def _table(collected: dict[str, dict], title: str) -> dict:
             table[runner] = {"unavailable": data["unavailable"], "processes": data["processes"],
                              "discarded": data["discarded"]}  # fmt: skip
             continue
-        entry = {phase: _summary([t for p in done for t in p[phase]]) for phase in PHASES}
-        for phase in PHASES:
+        entry = {phase: _summary([t for p in done for t in p[phase]]) for phase in phases}
+        for phase in phases:
             entry[phase]["first_s"] = [t for p in done for t in p[f"{phase}_first_s"]]
             entry[phase]["peak_rss_mb"] = max(p[f"{phase}_rss_mb"] for p in done)
         table[runner] = {**entry, "version": done[0]["version"], "threads": done[0]["threads"],
                          "others_cpu_per_s": max(p["others_cpu_per_s"] for p in done), "processes": done,
                          "discarded": data["discarded"]}  # fmt: skip
-    print_frame(pd.DataFrame([_row(runner, entry, table.get("torch", {})) for runner, entry in table.items()]),
+    print_frame(pd.DataFrame([_row(runner, entry, table.get("torch", {}), phases) for runner, entry in table.items()]),
                 title=title, floatfmt=".8g")  # fmt: skip
     return table
 
 
-def _row(runner: str, entry: dict, reference: dict) -> dict:
+def _row(runner: str, entry: dict, reference: dict, phases: list[str]) -> dict:
     """One table row; adds ``ratio_to_torch`` to ``entry``. A stopped runner shows the phases it finished."""
     row: dict = {"runner": runner}
     if "unavailable" in entry:
@@ -272,7 +276,7 @@ def _row(runner: str, entry: dict, reference: dict) -> dict:
             row |= {f"{phase} ms": round(float(np.median(part[phase])) * 1e3, 1),
                     f"{phase} RSS MB": round(part[f"{phase}_rss_mb"])}  # fmt: skip
         return row | {"note": entry["unavailable"]}
-    for phase in PHASES:
+    for phase in phases:
         ratio = entry[phase]["median_s"] / reference[phase]["median_s"] if phase in reference else float("nan")
         entry[phase]["ratio_to_torch"] = ratio
         first = entry[phase]["first_s"]
@@ -281,6 +285,13 @@ def _row(runner: str, entry: dict, reference: dict) -> dict:
                 f"{phase} first s": round(first[0], 1) if first else float("nan"),
                 f"{phase} RSS MB": round(entry[phase]["peak_rss_mb"])}  # fmt: skip
     return row | {"others' CPU": round(entry["others_cpu_per_s"], 2)}
+
+
+def _phases(text: str) -> list[str]:
+    phases = [part for part in text.split(",") if part]
+    if not phases or set(phases) - set(PHASES):
+        raise argparse.ArgumentTypeError(f"phases {text!r}: expected some of {','.join(PHASES)}")
+    return phases
 
 
 def main() -> None:
@@ -293,6 +304,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (0 or more); kept as first_s")
     parser.add_argument("--runners", help=f"comma-separated of {list(RUNNERS)} (default: torch,mindspore and, "
                         "for fourcastnet, mindearth)")  # fmt: skip
+    parser.add_argument("--phases", type=_phases, default=list(PHASES), help="comma-separated of infer,train")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--activation-checkpointing", action="store_true",
                         help="the training step recomputes the model's blocks in the backward")
     parser.add_argument("--max-rss-gb", type=float, default=18.0, help="stop a worker above this resident memory")
@@ -313,10 +326,11 @@ def main() -> None:
         parser.error(f"mindearth has FourCastNet's AFNONet only, not {args.model}")
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     collected = _collect(runners, args)
-    title = f"{args.model} {args.preset}, batch {args.batch_size}: median step (ms), IQR, first warm-up step (s)"
+    title = (f"{args.model} {args.preset} {args.precision}, batch {args.batch_size}: median step (ms), IQR, "
+             "first warm-up step (s)")
     record = {"model": args.model, "preset": args.preset, "batch_size": args.batch_size, "rounds": args.rounds,
-              "repeats": args.repeats, "warmup": args.warmup, "started": started,
-              "results": _table(collected, title),
+              "repeats": args.repeats, "warmup": args.warmup, "started": started, "precision": args.precision,
+              "results": _table(collected, title, args.phases),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1))

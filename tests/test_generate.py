@@ -7,7 +7,7 @@ import pytest
 
 from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.data.fcn import FcnDirectory
-from earthport.data.generate import GeneratedSeries, generate
+from earthport.data.generate import SOLAR_CONSTANT, GeneratedSeries, generate, toa_solar_radiation
 from earthport.errors import DataError
 
 
@@ -98,6 +98,24 @@ def test_the_ocean_moves_with_the_atmosphere_and_can_be_learned(ocean_dir, varia
 
     driven, alone = error_ratio(True), error_ratio(False)
     assert driven < 0.7 and driven < alone - 0.15, (driven, alone)
+
+
+def test_top_of_atmosphere_radiation_is_a_forcing_with_the_sun_s_geometry():
+    """``tisr`` (ERA5's name) is a forcing: zero at night, at most the solar constant for an hour, its zonal mean at the
+    equator on an equinox the day's mean S0 / pi, and the warm side following the sun westward hour by hour."""
+    series = GeneratedSeries("atmosphere", 33, 72, 1, 8, seed=0, channels=("t2m", "tisr"))
+    assert [c.role for c in series.meta.channels] == ["prognostic", "forcing"]
+    lat, lon = series.meta.lat, series.meta.lon
+    equinox = np.datetime64("2001-03-20T12:00:00")
+    field = toa_solar_radiation(equinox, lat, lon)
+    assert field.shape == (33, 72) and field.min() == 0 and field.max() <= SOLAR_CONSTANT * 3600
+    equator = field[16] / 3600  # W m-2 averaged over the hour
+    assert equator.mean() == pytest.approx(SOLAR_CONSTANT / np.pi, rel=0.02)
+    assert abs(lon[np.argmax(equator)] - 0.0) <= 10  # noon at Greenwich at 12 UTC (the hour before: 11:30 mean)
+    later = toa_solar_radiation(equinox + np.timedelta64(6, "h"), lat, lon)[16]
+    assert abs((lon[np.argmax(later)] + 90) % 360 - 0.0) <= 10  # six hours on, noon is 90 degrees west
+    fields = series.read(0, 2)
+    np.testing.assert_array_equal(fields[1, 1], toa_solar_radiation(series.time[1], lat, lon))
 
 
 def test_bad_arguments():

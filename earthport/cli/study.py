@@ -8,7 +8,6 @@ from pathlib import Path
 from earthport.cli.bench import energy_estimate
 from earthport.cli.common import OVERWRITE, QUIET, names
 from earthport.config import DEVICES
-from earthport.models.registry import STUDIED
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -42,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("runs/study"))
     p.add_argument("--preset", default="tiny", help="model size preset (default tiny)")
-    p.add_argument("--models", type=names, help=f"comma-separated model names (default {','.join(STUDIED)})")
+    p.add_argument("--models", type=names, help="comma-separated model names (default: every model)")
     p.add_argument("--frameworks", type=names, help="comma-separated (default: every framework installed)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--scale", default="full", choices=["full", "quick"], help="quick: minutes, for checks only")

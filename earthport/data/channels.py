@@ -39,7 +39,11 @@ SURFACE_VARIABLES: dict[str, tuple[str, str]] = {
     "sst": ("sea_surface_temperature", "K"),
     "lsm": ("land_sea_mask", "1"),
     "orog": ("geopotential_at_surface", "m2 s-2"),
+    "tisr": ("toa_incident_solar_radiation", "J m-2"),
 }
+# Channels that are forcings wherever they appear (known in advance, never predicted): the sun's radiation at the
+# top of the atmosphere over the hour before each time, as ERA5 and GraphCast's inputs have it.
+FORCING_VARIABLES = ("tisr",)
 
 # Pressure-level channels: letter -> (WeatherBench2 variable, units); the level in hPa follows the letter.
 LEVEL_VARIABLES: dict[str, tuple[str, str]] = {
@@ -85,6 +89,13 @@ def parse_level_channel(name: str) -> tuple[str, int] | None:
     if match and match.group(1) in LEVEL_VARIABLES:
         return match.group(1), int(match.group(2))
     return None
+
+
+def variable_and_level(name: str) -> tuple[str, int | None]:
+    """A channel's variable and pressure level in hPa: ``"z500"`` -> ``("z", 500)``, ``"t2m"`` -> ``("t2m", None)``.
+    Only pressure levels count as levels; any other name (``"so_10m"`` too) is a variable of its own."""
+    level = parse_level_channel(name)
+    return level if level else (name, None)
 
 
 def parse_depth_channel(name: str) -> tuple[str, float] | None:

@@ -28,6 +28,7 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from earthport.data.base import Channel, Metadata
 from earthport.data.channels import (
     CHANNEL_SETS,
+    FORCING_VARIABLES,
     FOURCASTNET_CHANNELS,
     OCEAN_SETS,
     depth_channels,
@@ -42,6 +43,7 @@ DEFAULT_STEP_HOURS = {"atmosphere": 6.0, "ocean": 24.0}
 LATENTS = 4
 OCEAN_NOISE = 0.2  # the ocean's own random forcing, relative to the atmosphere's (the rest is the atmosphere's push)
 OCEAN_SCALE = 3.0  # ocean anomalies are broader than the weather's
+SOLAR_CONSTANT = 1361.0  # W m-2
 
 
 def default_channels(kind: str, channel_set: str = "default") -> tuple[Channel, ...]:
@@ -209,8 +211,9 @@ class GeneratedSeries:
             raise DataError("--steps-per-year", f"{steps_per_year} steps of {step_hours} h do not fit in a year")
         defaults = {c.name: c for c in default_channels(kind, channel_set)}
         names = list(channels) if channels else list(defaults)
+        known = {n: Channel(n, role="forcing") for n in FORCING_VARIABLES}
         self.meta = Metadata(
-            channels=tuple(defaults.get(n, Channel(n)) for n in names),
+            channels=tuple(defaults.get(n, known.get(n, Channel(n))) for n in names),
             lat=lat,
             lon=lon,
             time_step_hours=step_hours,
@@ -224,6 +227,7 @@ class GeneratedSeries:
         self.means = np.stack([k.mean for k in looks]).astype(np.float32)  # [C, lat]
         self.seasonal = np.stack([k.seasonal for k in looks]).astype(np.float32)
         self.diurnal = np.array([k.diurnal for k in looks], np.float32)
+        self.solar = np.array([n == "tisr" for n in names])
         self.ocean_driven = np.array([kind == "ocean" and c.role != "forcing" for c in self.meta.channels])
         self.orography, self.mask = _surface(kind, lat, lon, self.meta, rng)
         self.atmosphere = LatentFlow(lat, width, step_hours, rng)
@@ -266,9 +270,27 @@ class GeneratedSeries:
         for i in np.flatnonzero(self.diurnal):  # warmest at 14 local solar time
             local = np.deg2rad(self.meta.lon + 15 * (hour - 14))
             out[i] += self.diurnal[i] * np.cos(local)[None, :] * np.cos(np.deg2rad(self.meta.lat))[:, None]
+        if self.solar.any():
+            out[self.solar] = toa_solar_radiation(time, self.meta.lat, self.meta.lon)
         if self.mask is not None:
             out = np.where(self.mask, out, np.float32(0))
         return out
+
+
+def toa_solar_radiation(time: np.datetime64, lat: np.ndarray, lon: np.ndarray, samples: int = 6) -> np.ndarray:
+    """The sun's energy reaching the top of the atmosphere over the hour before ``time`` (ERA5's ``tisr``), from
+    the solar declination and hour angle of ``samples`` instants in that hour: [lat, lon] float32 in J m-2."""
+    total = np.zeros((lat.size, lon.size))
+    phi = np.deg2rad(lat)[:, None]
+    for k in range(samples):
+        instant = time - np.timedelta64(int(3600 * (k + 0.5) / samples), "s")
+        day = (instant - instant.astype("datetime64[Y]")) / np.timedelta64(1, "D")
+        hours = (instant - instant.astype("datetime64[D]")) / np.timedelta64(1, "h")
+        declination = np.deg2rad(-23.44) * np.cos(2 * np.pi * (day + 10) / 365.25)
+        hour_angle = 2 * np.pi * (hours + lon[None, :] / 15.0 - 12.0) / 24.0
+        cos_zenith = np.sin(phi) * np.sin(declination) + np.cos(phi) * np.cos(declination) * np.cos(hour_angle)
+        total += SOLAR_CONSTANT * np.maximum(cos_zenith, 0.0) * 3600 / samples
+    return total.astype(np.float32)
 
 
 def _surface(kind: str, lat: np.ndarray, lon: np.ndarray, meta: Metadata, rng: np.random.Generator):

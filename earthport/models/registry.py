@@ -17,7 +17,6 @@ MODELS: dict[str, str] = {
     "graphcast": "earthport.models.graphcast.spec:SPEC",
 }
 DEFAULT = "fourcastnet"  # the model commands use when none is named
-STUDIED = ("fourcastnet", "aigoms")  # the study's models when none are named (GraphCast: issue 13, not yet tuned)
 ENVIRONMENT = "EARTHPORT_MODELS"
 
 

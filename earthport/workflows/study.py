@@ -29,6 +29,7 @@ from pathlib import Path
 
 from earthport import files
 from earthport.config import FRAMEWORKS
+from earthport.data.channels import FOURCASTNET_CHANNELS
 from earthport.data.generate import generate
 from earthport.data.sample_data import BUILTIN, builtin_dataset
 from earthport.errors import EarthportError
@@ -36,6 +37,10 @@ from earthport.models import registry
 from earthport.optional import mindspore_available
 from earthport.progress import console, progress_bar
 from earthport.records.record import write_record
+
+# FourCastNet's 20 channels and the sun's radiation at the top of the atmosphere, a forcing (GraphCast's inputs have
+# it): without it no model can tell the time of day that drives t2m's daily cycle
+ATMOSPHERE = (*FOURCASTNET_CHANNELS, "tisr")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ class Scale:
 
 SCALES = {
     "full": Scale(
-        data={"atmosphere": {"kind": "atmosphere", "grid": (32, 64), "years": 3, "steps_per_year": 200, "seed": 0},
+        data={"atmosphere": {"kind": "atmosphere", "grid": (32, 64), "years": 3, "steps_per_year": 200, "seed": 0,
+                             "channels": ATMOSPHERE},
               "ocean": {"kind": "ocean", "grid": (32, 64), "years": 3, "steps_per_year": 90, "seed": 1}},
         # every framework trains the same epochs (or converges sooner); the time limits only guard against a
         # machine far slower than 2 cores
@@ -61,13 +67,15 @@ SCALES = {
         leads={"atmosphere": 8, "ocean": 5, "ostia": 3}, inits=16, bench_repeats=10,
     ),
     "quick": Scale(  # the test suite's: minutes, not a measurement
-        data={"atmosphere": {"kind": "atmosphere", "grid": (16, 32), "years": 3, "steps_per_year": 24, "seed": 0},
+        data={"atmosphere": {"kind": "atmosphere", "grid": (16, 32), "years": 3, "steps_per_year": 24, "seed": 0,
+                             "channels": ATMOSPHERE},
               "ocean": {"kind": "ocean", "grid": (16, 32), "years": 3, "steps_per_year": 16, "seed": 1}},
         train_seconds={"atmosphere": 10, "ocean": 10, "ostia": 10}, max_epochs=2,
         leads={"atmosphere": 2, "ocean": 2, "ostia": 2}, inits=2, bench_repeats=2, verify=(4, 3),
     ),
 }  # fmt: skip
 CHECKPOINT = {"torch": "best.pt", "mindspore": "best.ckpt"}
+STUDY_SETS = ("lr=2e-3", "batch_size=8")  # every training run's, before its model's study_sets (which may change them)
 STAGE_MARKER = "study-stage.json"
 
 
@@ -102,15 +110,15 @@ def plan(
 ) -> list[Stage]:  # fmt: skip
     """The stages of a study, in order: each model on the data sets its spec names, in every framework;
     ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
-    runs = [Run(model, name, framework) for model in models or list(registry.STUDIED)
+    runs = [Run(model, name, framework) for model in models or registry.names()
             for name in registry.spec(model).datasets for framework in frameworks]  # fmt: skip
     stages = [stage for run in runs for stage in _train(out, run, datasets[run.data], preset, device, scale)]
     if "mindspore" in frameworks:
-        for model in models or list(registry.STUDIED):
+        for model in models or registry.names():
             stages += _convert_and_verify(out, model, datasets, scale)
     stages += [_infer(out, run, datasets[run.data], device, scale) for run in runs]
     stages += [_bench(out, model, framework, preset, device, scale, tdp_watts)
-               for model in models or list(registry.STUDIED) for framework in frameworks]  # fmt: skip
+               for model in models or registry.names() for framework in frameworks]  # fmt: skip
     return stages
 
 
@@ -156,8 +164,8 @@ def _train_stage(out: Path, run: Run, data: Path, preset: str, device: str, epoc
     folder = run.folder(out)
     command = ["train", "-q", "--model", run.model, "--data", str(data), "--out", str(folder), "--preset", preset]
     command += ["--framework", run.framework, "--device", device, "--max-epochs", str(epochs)]
-    command += ["--time-limit", f"{seconds:g}", "--lr", "2e-3", "--batch-size", "8", *extra]
-    for line in (*registry.spec(run.model).study_sets, *sets):
+    command += ["--time-limit", f"{seconds:g}", *extra]
+    for line in (*STUDY_SETS, *registry.spec(run.model).study_sets, *sets):  # a later line wins
         command += ["--set", line]
     done = str(folder / CHECKPOINT[run.framework])
     name = f"{run.phase or 'train'} {run.model} {run.data} {run.framework}"
@@ -193,7 +201,7 @@ def run_study(
     reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
     earthport's, and is locked for the run."""
     out = Path(out)
-    models = list(models or list(registry.STUDIED))
+    models = list(models or registry.names())
     for model in models:
         registry.spec(model)  # an unknown name fails here, naming the models there are
     unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]
