@@ -181,11 +181,9 @@ def _watch(child: subprocess.Popen, args: argparse.Namespace) -> tuple[float, st
     return peak, ""
 
 
-def _run(runner: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--worker", runner, "--model", args.model, "--preset", args.preset,
-               "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-               "--repeats", str(args.repeats), "--phases", ",".join(args.phases), "--precision", args.precision]
-    command += ["--activation-checkpointing"] * args.activation_checkpointing
+def run_watched(command: list[str], args: argparse.Namespace) -> tuple[str, str, int, str, dict]:
+    """Run a worker ``command`` under ``_watch``'s limits: (stdout, stderr, exit status, why it was stopped or "",
+    the machine's load meanwhile: load averages, the watched peak RSS and the cores other processes kept busy)."""
     load_before, busy, ours, began = os.getloadavg(), _busy_s(), _children_cpu_s(), time.monotonic()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=os.environ.copy())
@@ -196,12 +194,21 @@ def _run(runner: str, args: argparse.Namespace) -> dict:
     others = (_busy_s() - busy) - (_children_cpu_s() - ours)  # CPU seconds that other processes took meanwhile
     load = {"load_before": load_before, "load_after": os.getloadavg(), "watched_peak_rss_gb": peak_gb,
             "others_cpu_per_s": max(others, 0.0) / (time.monotonic() - began)}  # fmt: skip
+    return stdout, stderr, child.returncode, stopped, load
+
+
+def _run(runner: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", runner, "--model", args.model, "--preset", args.preset,
+               "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
+               "--repeats", str(args.repeats), "--phases", ",".join(args.phases), "--precision", args.precision]
+    command += ["--activation-checkpointing"] * args.activation_checkpointing
+    stdout, stderr, code, stopped, load = run_watched(command, args)
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    if stopped or child.returncode or not lines:
+    if stopped or code or not lines:
         phases = [line.split()[1] for line in stdout.splitlines() if line.startswith("PHASE ")]
         where = f"in its {phases[-1]} phase" if phases else "while building the model"
         tail = [ln for ln in stderr.strip().splitlines() if not ln.startswith("[WARNING")][-1:]
-        tail = tail or [f"exit status {child.returncode}"]
+        tail = tail or [f"exit status {code}"]
         why = f"stopped {where}: {stopped}" if stopped else f"failed {where}: {tail[0][:300]}"
         done = [json.loads(line[len("DONE ") :]) for line in stdout.splitlines() if line.startswith("DONE ")]
         return {"unavailable": f"{runner} {why}", "completed_phases": done, **load}

@@ -57,9 +57,7 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -356,26 +354,17 @@ def worker(args: argparse.Namespace) -> None:
 
 def _run(runner: str, args: argparse.Namespace) -> dict:
     """One worker process for ``runner``: its record and the machine's load meanwhile, or why it is unavailable."""
-    from framework_speed import _busy_s, _children_cpu_s, _watch  # this folder's: its watchdog and CPU accounting
+    from framework_speed import run_watched  # this folder's: its watchdog and CPU accounting
 
     command = [sys.executable, __file__, "--worker", runner, "--graph", args.graph, "--latent", str(args.latent),
                "--warmup", str(args.warmup), "--repeats", str(args.repeats)]  # fmt: skip
-    load_before, busy, ours, began = os.getloadavg(), _busy_s(), _children_cpu_s(), time.monotonic()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=os.environ.copy())
-        peak_gb, stopped = _watch(child, args)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    others = (_busy_s() - busy) - (_children_cpu_s() - ours)  # CPU seconds other processes took meanwhile
-    load = {"load_before": load_before, "load_after": os.getloadavg(), "watched_peak_rss_gb": peak_gb,
-            "others_cpu_per_s": max(others, 0.0) / (time.monotonic() - began)}  # fmt: skip
+    stdout, stderr, code, stopped, load = run_watched(command, args)
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    if stopped or child.returncode or not lines:
+    if stopped or code or not lines:
         phases = [line.split(maxsplit=1)[1] for line in stdout.splitlines() if line.startswith("PHASE ")]
         where = f"in {phases[-1]}" if phases else "while building the inputs"
         tail = [ln for ln in stderr.strip().splitlines() if not ln.startswith("[WARNING")][-1:]
-        tail = tail or [f"exit status {child.returncode}"]
+        tail = tail or [f"exit status {code}"]
         why = f"stopped {where}: {stopped}" if stopped else f"failed {where}: {tail[0][:300]}"
         return {"unavailable": f"unavailable: {runner} {why}", **load}
     return {**json.loads(lines[0][len("RESULT ") :]), **load}
