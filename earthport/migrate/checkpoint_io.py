@@ -102,6 +102,12 @@ def _zip_kind(path: Path) -> str:
     return "npz" if names and all(name.endswith(".npy") for name in names) else "torch"
 
 
+def layout_after_reading(framework: str | None) -> str | None:
+    """The framework whose names and layout a file's tensors have once read: a third framework's (DeepMind's JAX)
+    are put in torch's by the model's foreign reader; torch's, MindSpore's and unknown (None) stay as they are."""
+    return framework if framework in (None, "torch", "mindspore") else "torch"
+
+
 def read_extra(path: str | Path) -> dict:
     """A checkpoint's plain-data entries (``epoch``, ``best_epoch``, ``state``, ``scheduler``, ``data``, ...)
     without reading its tensors: a torch file memory-mapped, a flat file's metadata only; {} where it has none."""

@@ -63,8 +63,7 @@ def _describe(path: Path, saved: checkpoint_io.WeightsFile, data: Any, overrides
         raise ConfigError(f"img_size {grid!r} is not a grid [H, W], e.g. img_size=[720,1440]")
     try:
         saved.state = spec.foreign.state(saved.state).tensors  # the model's, the original's unused ones left out
-        if saved.framework not in (None, "torch", "mindspore"):  # a third framework's (DeepMind's), now torch's
-            saved.framework = "torch"
+        saved.framework = checkpoint_io.layout_after_reading(saved.framework)
         shape = None if grid is None else (int(grid[0]), int(grid[1]))
         config = spec.foreign.config(saved.state, shape, saved.settings)
     except ConfigError as err:

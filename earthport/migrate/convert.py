@@ -81,8 +81,7 @@ def convert_file(
         expected = expected_torch(torch_net)
     else:
         expected = expected_mindspore(_build(spec.mindspore_class(), config, src, lazy=True))
-    side = framework if framework in ("torch", "mindspore") else "torch"  # a reader puts a third framework's in torch's
-    direction = check_direction(f"{side}_to_{target}")
+    direction = check_direction(f"{io.layout_after_reading(framework)}_to_{target}")
     try:
         converted, report = convert_state(source.state, name, direction, expected, origins)
     except ConversionError as err:
