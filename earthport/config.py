@@ -32,6 +32,7 @@ FRAMEWORKS = ("torch", "mindspore")
 MS_MODES = ("graph", "pynative")
 DEVICES = ("auto", "cpu", "cuda", "npu")
 CHECKPOINT_FORMATS = ("ckpt", "safetensors")
+PARALLEL = ("ddp",)  # data parallel over the launcher's processes (one process: nothing to split)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class TrainConfig:
     forcing_day: str = "target"  # the forcings that go with a state: the predicted day's ("target") or its own
     lr: float = 5e-4
     weight_decay: float = 0.01
-    batch_size: int = 4
+    batch_size: int = 4  # per process and optimizer step's micro-batch: the global batch is x processes x accumulate
+    accumulate: int = 1  # micro-batches whose gradients make one optimizer step (a global batch that does not fit)
+    parallel: str = "ddp"  # with several processes: DistributedDataParallel (torch), DATA_PARALLEL (MindSpore)
     max_epochs: int = 20
     loss: str = "mse"  # masked MSE, FourCastNet's relative L2 (LpLoss) or AI-GOMS's channel-wise relative L2
     objective: str = "forecast"  # what the trainer optimises; one of the model spec's objectives
@@ -94,10 +97,11 @@ class TrainConfig:
             ("ms_mode", MS_MODES),
             ("checkpoint_format", CHECKPOINT_FORMATS),
             ("forcing_day", FORCING_DAYS),
+            ("parallel", PARALLEL),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"train.{name} {getattr(self, name)!r} is not one of {allowed}")
-        for name in ("batch_size", "max_epochs", "rollout_steps", "dt", "patience"):
+        for name in ("batch_size", "accumulate", "max_epochs", "rollout_steps", "dt", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_train_samples", "max_valid_samples", "ms_threads"):

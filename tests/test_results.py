@@ -387,13 +387,18 @@ def test_energy_efficiency_table():
 def test_training_time_table():
     runs = {
         "ms": {"kind": "train", **_train("mindspore", batch=1, converged=3, stop="converged")},
-        "pt": {"kind": "train", **_train("torch", batch=2)},
+        "pt": {"kind": "train", **_train("torch", batch=2, epoch_samples=48)},
         "one": {"kind": "train", **_train("torch", batch=1, seconds=(5.0,), stop="time_limit")},
+        "ddp": {"kind": "train", **_train("torch", batch=2, seconds=(6.0, 1.5), processes=2, global_batch_size=4,
+                                          epoch_samples=48)},  # fmt: skip
         "inf": {"kind": "infer"},
     }
     table = training_time(runs)
-    assert list(table["run"]) == ["ms", "one", "pt"]  # by model, framework, device, batch size
-    ms, one, pt = table.to_dict("records")
+    assert list(table["run"]) == ["ms", "one", "pt", "ddp"]  # by model, framework, device, processes, batch size
+    ms, one, pt, ddp = table.to_dict("records")
+    assert (pt["processes"], pt["global batch"], ddp["processes"], ddp["global batch"]) == (1, 2, 2, 4)
+    assert pt["samples/s"] == 16.0 and ddp["samples/s"] == 32.0  # 48 samples in 3 s and in 1.5 s
+    assert one["samples/s"].startswith("unavailable")  # an older record without the epoch's sample count
     assert pt["time/epoch (s)"] == 3.0  # the median of epochs 2-4: the first (warm-up) epoch is left out
     assert one["time/epoch (s)"] == 5.0  # a single epoch is all there is
     assert ms["convergence epoch"] == 3 and pt["training time (s)"] == 20.0

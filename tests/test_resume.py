@@ -200,11 +200,11 @@ def test_interrupted_and_failed_runs_are_marked_in_the_record(atmosphere_dir, tm
     step, calls = TorchTrainer.train_step, []
 
     def stops(error):
-        def train_step(self, inputs, targets):
+        def train_step(self, micro_batches):
             calls.append(1)
             if len(calls) == 2:
                 raise error
-            return step(self, inputs, targets)
+            return step(self, micro_batches)
 
         return train_step
 

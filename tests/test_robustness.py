@@ -184,11 +184,11 @@ def test_ctrl_c_marks_the_record_interrupted_and_resume_continues(atmosphere_dir
     step = TorchTrainer.train_step
     calls = {"n": 0}
 
-    def interrupted(self, inputs, targets):
+    def interrupted(self, micro_batches):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return step(self, inputs, targets)
+        return step(self, micro_batches)
 
     monkeypatch.setattr(TorchTrainer, "train_step", interrupted)
     args = ["train", "-q", "--data", str(atmosphere_dir), "--out", str(out), "--epochs", "2", *TRAIN]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +27,7 @@ from earthport.metrics.loss_weights import loss_weights
 from earthport.metrics.weights import region_weights
 from earthport.models.base import LoadedModel
 from earthport.optional import import_mindspore
+from earthport.ranks import World
 
 BACKENDS = {"torch": "earthport.backends.torch.backend", "mindspore": "earthport.backends.mindspore.backend"}
 
@@ -66,10 +67,24 @@ class TrainData:
     model_config: Any
     info: dict  # path, channels, static, dt, rows, history, sample counts (saved in checkpoints and the record)
     init_from: dict | None = None  # the checkpoint a fine-tuning run started from: path, source
+    world: World = World()  # this process's place in a data-parallel run (``ranks.current()``)
+
+    @property
+    def epoch_samples(self) -> int:
+        """Training samples an epoch visits (all ranks together, before padding)."""
+        return epoch_size(self.config.max_train_samples, len(self.train_pairs))
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(epoch_size(self.config.max_train_samples, len(self.train_pairs)) / self.config.batch_size)
+        """Optimizer steps in an epoch: each rank's padded shard (``epoch_order``) in micro-batches of
+        ``batch_size``, ``accumulate`` of them a step."""
+        per_rank = math.ceil(self.epoch_samples / self.world.size)
+        return math.ceil(math.ceil(per_rank / self.config.batch_size) / self.config.accumulate)
+
+    @property
+    def global_batch(self) -> int:
+        """Samples per optimizer step over all ranks: batch_size x processes x accumulate."""
+        return self.config.batch_size * self.world.size * self.config.accumulate
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -98,16 +113,23 @@ class Batches(Sized, Iterable[tuple[Any, Any]], Protocol):
 
 
 class Trainer(Protocol):
-    """The framework part of a run. Batches are (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W])."""
+    """The framework part of a run. Batches are (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]).
+
+    In a data-parallel run (``TrainData.world``) every rank's trainer yields its rank's shard of the epoch
+    (``epoch_order``); ``train_step`` takes ``accumulate`` micro-batches, weighs each one's loss by its share of
+    the samples, averages the gradients over the ranks and returns the loss of the whole global batch;
+    ``validate`` returns the mean over all ranks' disjoint validation shards. ``save`` is called on rank 0 only."""
 
     framework: str
     suffix: str  # checkpoint suffix: ".pt", ".ckpt" or ".safetensors"
 
     def batches(self, epoch: int, skip: int) -> Batches: ...
 
-    def train_step(self, inputs: Any, targets: Any) -> float: ...
+    def train_step(self, micro_batches: Sequence[tuple[Any, Any]]) -> float: ...  # one optimizer step: its loss
 
     def validate(self) -> float: ...
+
+    def all_sum(self, values: Sequence[float]) -> list[float]: ...  # summed over the ranks (as given in one process)
 
     def learning_rate(self) -> float: ...
 
@@ -138,6 +160,27 @@ def token_permutations(config: TrainConfig, model_config: Any, batch: int, step:
         return None
     noise = np.random.default_rng([config.seed, step]).random((batch, model_config.tokens))
     return np.argsort(noise, axis=1).astype(np.int32)
+
+
+def micro_token_permutations(
+    config: TrainConfig, model_config: Any, lengths: Sequence[int], step: int, world: World
+) -> list[np.ndarray] | None:  # fmt: skip
+    """``token_permutations`` of an optimizer step split as this rank's micro-batches of ``lengths`` samples take
+    them: row j of micro-batch i is the global batch's sample (offset_i + j) x world.size + rank (``epoch_order``
+    deals a global batch's samples to the ranks in turn), so any split over ranks and micro-batches masks each
+    sample as one process with the whole batch does. None for other objectives."""
+    full = token_permutations(config, model_config, sum(lengths) * world.size, step)
+    if full is None:
+        return None
+    offsets = np.cumsum([0, *lengths[:-1]])
+    return [full[(offset + np.arange(n)) * world.size + world.rank] for offset, n in zip(offsets, lengths, strict=True)]
+
+
+def micro_weights(lengths: Sequence[int]) -> list[float]:
+    """Each micro-batch's share of an optimizer step's samples: its loss's weight, so the accumulated gradient is
+    the mean over the step's samples (a last, short micro-batch weighs less)."""
+    total = sum(lengths)
+    return [n / total for n in lengths]
 
 
 def mask_ratio_at(config: TrainConfig, epoch: int) -> float:

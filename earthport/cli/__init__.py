@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from earthport import __version__
+from earthport import __version__, ranks
 from earthport.cli import bench, data, migrate, models, results, study
 from earthport.errors import EarthportError
 
@@ -49,7 +49,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what a launcher gives its workers (``train --nproc``)
     handler: Callable[[argparse.Namespace], int | None] = args.func
     if args.debug or os.environ.get("EARTHPORT_DEBUG"):
         return handler(args) or 0
@@ -92,6 +94,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _fail(message: str, code: int, prefix: str = "error: ") -> int:
+    """Print the one line; a worker of a data-parallel run names its rank and reports it to its launcher."""
+    try:
+        world = ranks.current()
+    except EarthportError:
+        world = ranks.World()
+    if world.size > 1:
+        if code not in (130, 143):  # an interruption is not the cause of a failed run
+            ranks.report_failure(("" if prefix == "error: " else prefix) + message, world)
+        prefix = f"rank {world.rank} of {world.size}: {prefix}"
     print(f"earthport: {prefix}{message}", file=sys.stderr)
     return code
 

@@ -13,10 +13,17 @@ from earthport.models.registry import DEFAULT as DEFAULT_MODEL
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
+    from earthport import ranks
     from earthport.config import load_train_config
     from earthport.models import registry
     from earthport.workflows.train import train
 
+    world = ranks.current()
+    if world.scheduler:  # msrun's rendezvous process runs the same command line: it serves, and trains nothing
+        from earthport.backends.base import backend
+
+        backend("mindspore").serve_scheduler()
+        return
     model_fields = [f.name for f in fields(registry.spec(args.model or registry.DEFAULT).config)]
     patience = None if args.epochs is None else args.epochs + 1  # --epochs N: exactly N epochs, no early stop
     max_epochs = args.max_epochs if args.epochs is None else args.epochs
@@ -26,13 +33,35 @@ def cmd_train(args: argparse.Namespace) -> None:
         time_limit=args.time_limit, device=args.device, precision=args.precision, seed=args.seed,
         framework=args.framework, ms_mode=args.ms_mode, freeze_backbone=args.freeze_backbone or None,
     )  # fmt: skip
-    record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
-                   overwrite=args.overwrite, init_from=args.init_from)  # fmt: skip
-    print(
-        f"{record['stop_reason']} after {record['epochs']} epochs ({record['train_seconds']:.0f} s); "
-        f"best validation loss {record['best_valid_loss']} at epoch {record['best_epoch']}; "
-        f"record {args.out}/record.json"
-    )
+    if args.nproc is not None:
+        from earthport.workflows.launch import train_in_processes
+
+        arguments = without_option(args.argv, "--nproc")
+        record = train_in_processes(config, args.nproc, arguments, args.out, args.resume, args.overwrite)
+    else:
+        record = train(config, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
+                       progress=not args.quiet, overwrite=args.overwrite, init_from=args.init_from)  # fmt: skip
+    if world.main and not ranks.reports_to_launcher():  # earthport's own launcher prints it once
+        processes = f" in {record['processes']} processes" if record.get("processes", 1) > 1 else ""
+        print(
+            f"{record['stop_reason']} after {record['epochs']} epochs ({record['train_seconds']:.0f} s{processes}); "
+            f"best validation loss {record['best_valid_loss']} at epoch {record['best_epoch']}; "
+            f"record {args.out}/record.json"
+        )
+
+
+def without_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` less ``option`` and its value, as ``--option V``, ``--option=V`` or an abbreviation argparse took."""
+    kept, skip = [], False
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if skip:
+            skip = False
+        elif len(name) > 2 and option.startswith(name):
+            skip = "=" not in token
+        else:
+            kept.append(token)
+    return kept
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -127,5 +156,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", type=Path, metavar="CKPT",
                    help="start a new run from CKPT's weights (fine-tuning; optimizer and schedule start afresh)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimizer steps in total (resumable)")
+    p.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="data-parallel training in N processes on this machine, under torchrun's engine (torch) or "
+                        "msrun (MindSpore); the global batch is N x --batch-size (docs/training.md)")
     framework_arguments(p, None)
     p.set_defaults(func=cmd_train)

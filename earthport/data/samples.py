@@ -227,22 +227,29 @@ def valid_starts(time: np.ndarray, step_hours: float, span: int) -> np.ndarray:
 
 
 def epoch_order(
-    n: int, epoch: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
-) -> np.ndarray:
-    """Sample indices rank ``rank`` visits in ``epoch``: a seeded permutation, padded by wrapping so every
-    rank gets the same count (as torch's DistributedSampler), then every ``world_size``-th index."""
+    n: int, epoch: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1, skip: int = 0,
+    pad: bool = True,
+) -> np.ndarray:  # fmt: skip
+    """Sample indices rank ``rank`` visits in ``epoch``: a seeded permutation less its first ``skip`` entries (the
+    samples all ranks together already trained on), then every ``world_size``-th index from ``rank`` on. With
+    ``pad`` the rest is first padded by wrapping so every rank gets the same count (as torch's DistributedSampler),
+    which data-parallel steps need; without it the shards are disjoint (validation). Global batch g of ``world_size``
+    ranks with per-rank batch b is thereby the permutation's entries [g b world_size, (g + 1) b world_size), the
+    batch a single process with batch b world_size takes; a run resumed with another world size goes on from the
+    same place."""
     if not 0 <= rank < world_size:
         raise DataError("rank", f"{rank} is not in 0..{world_size - 1}")
     order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    per_rank = -(-n // world_size) if n else 0
-    padded = np.resize(order, per_rank * world_size) if n else order
-    return padded[rank::world_size]
+    order = order[skip:]
+    if pad and len(order):
+        order = np.resize(order, -(-len(order) // world_size) * world_size)
+    return order[rank::world_size]
 
 
 @dataclass(frozen=True)
 class Order:
-    """Which samples a loader yields in an epoch: ``epoch_order``'s arguments, less the first ``skip`` (a resumed
-    run continues mid-epoch). Both frameworks' loaders take one, so their batches are the same."""
+    """Which samples a loader yields in an epoch: ``epoch_order``'s arguments (``skip``: a resumed run continues
+    mid-epoch). Both frameworks' loaders take one, so their batches are the same."""
 
     epoch: int = 0
     seed: int = 0
@@ -250,9 +257,10 @@ class Order:
     rank: int = 0
     world_size: int = 1
     skip: int = 0
+    pad: bool = True
 
     def indices(self, n: int) -> np.ndarray:
-        return epoch_order(n, self.epoch, self.seed, self.shuffle, self.rank, self.world_size)[self.skip :]
+        return epoch_order(n, self.epoch, self.seed, self.shuffle, self.rank, self.world_size, self.skip, self.pad)
 
 
 SHUFFLED = Order()  # epoch 0, seed 0, shuffled, one rank: the loaders' default

@@ -4,8 +4,8 @@
   inference step) × run × energy meter (plus the meters' sum where several measured): time per step,
   throughput, mean power, J/step, J/sample, samples/J, J/epoch and samples/J relative to a baseline run
   (above 1: more samples per joule than the baseline).
-* ``training_time``: train records in the form of Tables 2 and 3 — median time per epoch, epochs to
-  convergence, total training time.
+* ``training_time``: train records in the form of Tables 2 and 3 — data-parallel processes (the paper's
+  "Number" of chips), median time per epoch and samples/s, epochs to convergence, total training time.
 * ``inference_time``: infer and bench records in the form of Table 4 — median single-step latency and its IQR,
   and, for infer runs, the whole rollout's time per step.
 
@@ -40,8 +40,8 @@ ENERGY_COLUMNS = (
     "mean W", "J/step", "J/sample", "samples/J", "J/epoch", "vs baseline (x)", "run", "note",
 )  # fmt: skip
 TRAINING_COLUMNS = (
-    "model", "framework", "device", "precision", "batch size", "time/epoch (s)", "convergence epoch",
-    "training time (s)", "run",
+    "model", "framework", "device", "processes", "precision", "batch size", "global batch", "time/epoch (s)",
+    "samples/s", "convergence epoch", "training time (s)", "run",
 )  # fmt: skip
 INFERENCE_COLUMNS = (
     "model", "framework", "device", "precision", "batch size", "step median (s)", "step IQR (s)",
@@ -216,20 +216,36 @@ def _convergence(record: dict) -> object:
 
 def _sort_key(row: dict) -> tuple:
     batch = row["batch size"]
-    return row["model"], row["framework"], row["device"], batch if isinstance(batch, int) else -1
+    processes = row.get("processes", 1)
+    return row["model"], row["framework"], row["device"], processes, batch if isinstance(batch, int) else -1
+
+
+def _samples_per_second(record: dict, epoch_seconds: object) -> object:
+    """Training samples an epoch (all processes together) over its median time."""
+    samples, seconds = record.get("epoch_samples"), _number(epoch_seconds)
+    if not isinstance(samples, int) or not seconds:
+        return "unavailable: no epoch time or sample count recorded"
+    return samples / seconds
 
 
 def training_time(records: Records) -> pd.DataFrame:
-    """Tables 2 and 3: per train record (sorted by model, framework, device, batch size), the median time per
-    epoch, the convergence epoch (or why it stopped unconverged) and the measured wall-clock training time."""
+    """Tables 2 and 3: per train record (sorted by model, framework, device, processes, batch size), the processes
+    of a data-parallel run, per-process and global batch, the median time per epoch and samples/s, the convergence
+    epoch (or why it stopped unconverged) and the measured wall-clock training time."""
     rows = []
     for label, record in labelled(records).items():
         if record.get("kind") != "train":
             continue
         total = _number(record.get("train_seconds"))
+        epoch = _epoch_seconds(record)
+        identity = _identity(label, record)
+        processes = record.get("processes", 1)
         rows.append({
-            **_identity(label, record),
-            "time/epoch (s)": _epoch_seconds(record),
+            **identity,
+            "processes": processes,
+            "global batch": record.get("global_batch_size", identity["batch size"]),
+            "time/epoch (s)": epoch,
+            "samples/s": _samples_per_second(record, epoch),
             "convergence epoch": _convergence(record),
             "training time (s)": total if total is not None else "unavailable: no training time recorded",
         })  # fmt: skip

@@ -9,9 +9,10 @@ imported only when asked for, so a torch run never imports MindSpore and vice ve
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from earthport import files
+from earthport import files, ranks
 from earthport.backends.base import Trainer, backend
 from earthport.config import TrainConfig
 from earthport.errors import ConfigError, DataError, EarthportError
@@ -32,26 +33,34 @@ def train(
     ``overwrite`` replaces an earlier run of earthport's in ``out`` (never a folder earthport did not write).
     ``out`` is locked for the run: a second process training into it is refused. ``init_from``: a new run
     starting from another run's (or a converted or original) checkpoint's weights, e.g. fine-tuning a pre-trained
-    model; the optimizer, schedule and epochs start afresh."""
+    model; the optimizer, schedule and epochs start afresh. Under a launcher (torchrun, msrun, srun;
+    ``workflows.launch``) every rank runs this on its shard of the data, and rank 0 writes the run."""
     out = Path(out)
+    world = ranks.current()
     if resume and init_from is not None:
         raise ConfigError("--init-from starts a new run from other weights, --resume continues this one: give one")
     if resume and not out.is_dir():
         raise DataError(out, "run folder not found (nothing to --resume)")
-    if not resume and not overwrite:
-        check_out(out, resume)  # a run there: say --resume
-    if not resume:
-        files.check_output(out, overwrite, folder=True)
+    if world.main:
+        check_new_run(out, resume, overwrite)
     trainer_class = backend(config.framework).TRAINER  # one line saying how to install MindSpore, before any work
     data_ = prepare_data(config, data)
-    with files.run_lock(out, "earthport train"):
-        if not resume:
+    with files.run_lock(out, "earthport train") if world.main else contextlib.nullcontext():
+        if not resume and world.main:
             files.replace(out, overwrite, folder=True)
-        resume_from = check_out(out, resume)
+        resume_from = check_out(out, resume) if resume or world.main else None  # rank 0 writes the new run's files
         trainer = trainer_class(config, data_)
         if init_from is not None:
             data_.init_from = _initialise(trainer, config, data, data_.info, Path(init_from))
         return run_training(trainer, data_, out, resume_from, max_steps, progress)
+
+
+def check_new_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any work, to start a new run over a run (say --resume) or over what earthport did not write."""
+    if not resume and not overwrite:
+        check_out(out, resume)
+    if not resume:
+        files.check_output(out, overwrite, folder=True)
 
 
 def _initialise(trainer: Trainer, config: TrainConfig, data: str | Path, info: dict, checkpoint: Path) -> dict:

@@ -26,10 +26,12 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from earthport import ranks
 from earthport.backends.base import TrainData, Trainer, TrainState
 from earthport.config import TrainConfig, write_config
 from earthport.data.fcn import FcnDirectory
@@ -89,7 +91,7 @@ def prepare_data(config: TrainConfig, data: str | Path) -> TrainData:
         "valid_samples": len(valid_pairs),
         **({"change_scale_from": fitted_from} if fitted_from else {}),
     }
-    return TrainData(config, train_pairs, valid_pairs, model_config, info)
+    return TrainData(config, train_pairs, valid_pairs, model_config, info, world=ranks.current())
 
 
 def _dynamic_channels(directory: FcnDirectory) -> list[str]:
@@ -153,10 +155,11 @@ def run_training(
     state = TrainState()
     if resume_from is not None:
         state = trainer.restore(resume_from)
-        _repair_best(trainer, state, out)
+        _repair_best(trainer, data, state, out)
         if state.history and not state.consumed:  # a finished run (or one with more epochs asked) at an epoch end
             state.stop_reason = _epoch_stop(data.config, state)
-    write_config(out / "config.yaml", data.config)
+    if data.world.main:
+        write_config(out / "config.yaml", data.config)
     started = time.perf_counter() - state.train_seconds
     try:
         while not state.stop_reason:
@@ -165,17 +168,17 @@ def run_training(
                 break
             _end_epoch(trainer, data, state, started, out)
         if not state.history:
-            _validate_partial_epoch(trainer, state, out)
+            _validate_partial_epoch(trainer, data, state, out)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI raises it
         state.stop_reason = "interrupted"
         last = out / f"last{trainer.suffix}"
         try:
-            trainer.save(last, state)
+            _save(trainer, data, last, state)
         except Exception as err:
             _mark_failed(trainer, data, state, out, err)
             raise
         write_run_record(trainer, data, state, out)
-        console.print(f"interrupted: saved {last}; continue with --resume")
+        _say(data, f"interrupted: saved {last}; continue with --resume")
         raise
     except Exception as err:
         _mark_failed(trainer, data, state, out, err)
@@ -191,22 +194,28 @@ def _mark_failed(trainer: Trainer, data: TrainData, state: TrainState, out: Path
         write_run_record(trainer, data, state, out, error=f"{type(err).__name__}: {err}")
 
 
-def _repair_best(trainer: Trainer, state: TrainState, out: Path) -> None:
+def _repair_best(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> None:
     """A kill between an epoch's ``last`` and ``best`` leaves ``best`` one improvement behind: the restored
     model, at the end of its best epoch, is that ``best``."""
-    if state.consumed or state.best_epoch != state.epoch or state.best_epoch < 1:
+    if state.consumed or state.best_epoch != state.epoch or state.best_epoch < 1 or not data.world.main:
         return  # a ``best`` ahead of ``last`` (older versions) is re-trained and overwritten
     best = out / f"best{trainer.suffix}"
     held = read_extra(best).get("best_epoch") if best.is_file() else None
     if held is None or held < state.best_epoch:
         console.print(f"{best}: re-saved from the resumed model (epoch {state.best_epoch}, the run's best)")
-        _save_best(trainer, state, out)
+        _save_best(trainer, data, state, out)
 
 
-def _save_best(trainer: Trainer, state: TrainState, out: Path) -> None:
+def _save_best(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> None:
     """``best.*``: the model of epoch ``state.best_epoch``; its ``epoch`` entry is that epoch's (0-based)."""
     best_state = dataclasses.replace(state, epoch=max(state.best_epoch - 1, 0))
-    trainer.save(out / f"best{trainer.suffix}", best_state, full=False)
+    _save(trainer, data, out / f"best{trainer.suffix}", best_state, full=False)
+
+
+def _say(data: TrainData, message: str) -> None:
+    """A line on the console, from rank 0 only."""
+    if data.world.main:
+        console.print(message)
 
 
 def _train_epoch(
@@ -214,27 +223,46 @@ def _train_epoch(
     progress: bool,
 ) -> None:  # fmt: skip
     """One epoch from ``state.consumed`` samples on, stopping early when a step limit fires."""
-    config = data.config
+    config, world = data.config, data.world
     batches = trainer.batches(state.epoch, state.consumed)
     description = f"epoch {state.epoch + 1}/{config.max_epochs}"
-    with progress_bar(len(batches), description, unit="batch", enabled=progress) as bar:
-        for inputs, targets in batches:
-            loss = trainer.train_step(inputs, targets)
+    steps = math.ceil(len(batches) / config.accumulate)
+    with progress_bar(steps, description, unit="step", enabled=progress and world.main) as bar:
+        for group in _groups(batches, config.accumulate):
+            loss = trainer.train_step(group)
             state.step += 1
-            state.consumed += len(inputs)
+            state.consumed += sum(len(inputs) for inputs, _ in group) * world.size  # padding only ends an epoch
             state.step_losses.append(loss)
             bar.advance()
             if not math.isfinite(loss):
                 raise EarthportError(f"training diverged: loss {loss} at step {state.step}; lower --lr or use fp32")
             if max_steps is not None and state.step >= max_steps:
                 state.stop_reason = "max_steps"
-            elif config.time_limit and time.perf_counter() - started > config.time_limit:
+            elif config.time_limit and _agreed(trainer, data, time.perf_counter() - started) > config.time_limit:
                 state.stop_reason = "time_limit"
             if state.stop_reason or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
                 state.train_seconds = time.perf_counter() - started
-                trainer.save(out / f"last{trainer.suffix}", state)
+                _save(trainer, data, out / f"last{trainer.suffix}", state)
             if state.stop_reason:
                 return
+
+
+def _groups(batches: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` micro-batches (the last one shorter): one optimizer step each."""
+    group: list = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _save(trainer: Trainer, data: TrainData, path: Path, state: TrainState, full: bool = True) -> None:
+    """A checkpoint, from rank 0 only (every rank holds the same weights and state)."""
+    if data.world.main:
+        trainer.save(path, state, full)
 
 
 def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: float, out: Path) -> None:
@@ -244,7 +272,8 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
     epoch_losses = state.step_losses[len(state.step_losses) - data.steps_per_epoch :]
     valid = trainer.validate()
     previous = state.history[-1]["train_seconds_total"] if state.history else 0.0
-    seconds = time.perf_counter() - started - previous
+    total = _agreed(trainer, data, time.perf_counter() - started)
+    seconds = total - previous
     epoch = state.epoch + 1
     entry = {
         "epoch": epoch,
@@ -252,7 +281,7 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
         "valid_loss": valid,
         "lr": trainer.learning_rate(),
         "seconds": seconds,
-        "train_seconds_total": time.perf_counter() - started,
+        "train_seconds_total": total,
     }
     improved = valid < state.best_valid - config.min_delta
     state.history.append(entry)
@@ -263,14 +292,20 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
         state.stale_epochs += 1
     state.epoch, state.consumed = epoch, 0
     state.stop_reason = _epoch_stop(config, state)
-    console.print(
+    _say(
+        data,
         f"epoch {entry['epoch']}: train {entry['train_loss']:.4g}  valid {valid:.4g}  "
-        f"{seconds:.1f} s  best epoch {state.best_epoch}"
+        f"{seconds:.1f} s  best epoch {state.best_epoch}",
     )
-    trainer.save(out / f"last{trainer.suffix}", state)
+    _save(trainer, data, out / f"last{trainer.suffix}", state)
     if improved:
-        _save_best(trainer, state, out)
+        _save_best(trainer, data, state, out)
     write_run_record(trainer, data, state, out)
+
+
+def _agreed(trainer: Trainer, data: TrainData, seconds: float) -> float:
+    """Seconds of training as all ranks count them (their mean), so a time limit stops every rank at the same step."""
+    return seconds if data.world.size == 1 else trainer.all_sum([seconds])[0] / data.world.size
 
 
 def _epoch_stop(config: TrainConfig, state: TrainState) -> str:
@@ -284,13 +319,13 @@ def _epoch_stop(config: TrainConfig, state: TrainState) -> str:
     return ""
 
 
-def _validate_partial_epoch(trainer: Trainer, state: TrainState, out: Path) -> None:
+def _validate_partial_epoch(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> None:
     """A run stopped (time or step limit) before its first epoch ended still leaves a validated ``best``
     (epoch 0); ``last`` keeps best epoch -1, so a resumed run's first epoch replaces it."""
     valid = trainer.validate()
     state.best_valid, state.best_epoch = valid, 0
-    _save_best(trainer, state, out)
-    console.print(f"stopped ({state.stop_reason}) within epoch 1 after {state.step} steps: valid {valid:.4g}")
+    _save_best(trainer, data, state, out)
+    _say(data, f"stopped ({state.stop_reason}) within epoch 1 after {state.step} steps: valid {valid:.4g}")
 
 
 def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: Path, error: str = "") -> dict:
@@ -307,6 +342,10 @@ def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: 
         "data": data.info,
         "device": described.pop("device"),
         "parameters": described.pop("parameters"),
+        "processes": data.world.size,  # data-parallel ranks (the paper's "Number" of chips)
+        "global_batch_size": data.global_batch,
+        "epoch_samples": data.epoch_samples,
+        **({"launcher": data.world.launcher} if data.world.launcher else {}),
         "history": state.history,
         "step_losses": state.step_losses,
         "epochs": len(state.history),
@@ -326,5 +365,6 @@ def write_run_record(trainer: Trainer, data: TrainData, state: TrainState, out: 
         **({"init_from": data.init_from} if data.init_from else {}),
         **({"error": error} if error else {}),
     }
-    write_record(out / "record.json", "train", payload)
+    if data.world.main:
+        write_record(out / "record.json", "train", payload)
     return payload

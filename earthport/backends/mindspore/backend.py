@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from earthport.backends.mindspore.distributed import launch, serve_scheduler
 from earthport.backends.mindspore.forecaster import MindSporeForecaster
 from earthport.backends.mindspore.probe import MindSporeProbe
 from earthport.backends.mindspore.steps import build as bench_steps
@@ -10,7 +11,7 @@ from earthport.backends.mindspore.trainer import MindSporeTrainer
 PROBE = MindSporeProbe
 TRAINER = MindSporeTrainer
 
-__all__ = ["PROBE", "TRAINER", "bench_steps", "forecaster"]
+__all__ = ["PROBE", "TRAINER", "bench_steps", "forecaster", "launch", "serve_scheduler"]
 
 
 def forecaster(device: str, precision: str, ms_mode: str = "graph") -> MindSporeForecaster:

@@ -93,12 +93,17 @@ def _square(x: Tensor) -> Tensor:
     return x * x
 
 
-def gradient_update(optimizer: Any, scaler: Any, clip: float) -> Callable[[Tensor, tuple[Tensor, ...]], Tensor]:
-    """``update(loss, grads) -> loss``: unscale (fp16's loss scaler, or None), clip to ``clip`` (0: no clipping),
-    then the optimizer step; with a scaler the step is skipped on inf/NaN gradients and the scale adjusted, as
-    torch's GradScaler does. Works inside ``mindspore.jit``."""
+def gradient_update(
+    optimizer: Any, scaler: Any, clip: float, reduce: Callable[[tuple], tuple] | None = None
+) -> Callable[[Tensor, tuple[Tensor, ...]], Tensor]:  # fmt: skip
+    """``update(loss, grads) -> loss``: average the gradients over data-parallel workers (``reduce``, or None for
+    one), unscale (fp16's loss scaler, or None), clip to ``clip`` (0: no clipping), then the optimizer step; with a
+    scaler the step is skipped on inf/NaN gradients and the scale adjusted, as torch's GradScaler does. Works
+    inside ``mindspore.jit``."""
 
     def update(loss: Tensor, grads: tuple[Tensor, ...]) -> Tensor:
+        if reduce is not None:
+            grads = reduce(grads)
         if scaler is not None:
             loss, grads = scaler.unscale(loss), scaler.unscale(grads)
         if clip:

@@ -15,12 +15,20 @@ rollouts as the torch trainer, with the train step compiled to a graph (``mindsp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from earthport.backends.base import TrainData, TrainState, mask_ratio_at, resumed_state, token_permutations
-from earthport.backends.mindspore import runtime
+from earthport.backends.base import (
+    TrainData,
+    TrainState,
+    mask_ratio_at,
+    micro_token_permutations,
+    micro_weights,
+    resumed_state,
+)
+from earthport.backends.mindspore import distributed, runtime
 from earthport.backends.mindspore.loader import mindspore_dataset
 from earthport.backends.mindspore.ops import LOSSES, gradient_update, rollout
 from earthport.backends.mindspore.schedule import CosineSchedule
@@ -59,9 +67,11 @@ class MindSporeTrainer:
     framework = "mindspore"
 
     def __init__(self, config: TrainConfig, data: TrainData):
-        self.config, self.data = config, data
+        self.config, self.data, self.world = config, data, data.world
         self.suffix = f".{config.checkpoint_format}"
         self.device = runtime.select_device(config.device)
+        if self.world.size > 1:
+            distributed.join(self.world)  # msrun's cluster, once the device is set
         self.threads = runtime.configure_threads(config.ms_threads)
         self.determinism = runtime.seed_everything(config.seed, config.deterministic)
         spec = registry.spec(config.model)
@@ -77,51 +87,60 @@ class MindSporeTrainer:
         self.mask = None if mask is None else Tensor(mask)
         self.loss_fn = LOSSES[config.loss]
         self._epoch = 0  # the epoch in progress (the masking schedule)
-        self._masked_steps: dict[float, object] = {}  # masked_pretrain: one compiled step per mask ratio
-        self._step = runtime.compile_step(self._make_step(), config.ms_mode)
+        self.reduce = distributed.gradient_reducer(self.optimizer.parameters, self.world)
+        self._steps: dict[float | None, tuple] = {}  # compiled steps: None forecasting, a mask ratio masked_pretrain
         self._predict = runtime.compile_step(self._make_predict(), config.ms_mode)
 
-    def _make_step(self):
-        """The train step: rollout loss (summed over steps), gradients, unscale, clip, AdamW; returns the loss."""
-        n_out, clip, scaler = len(self.data.train_pairs.prognostic), self.config.grad_clip, self.scaler
-        history = self.data.train_pairs.history
-        net, loss_fn, mask, optimizer = self.forward_net, self.loss_fn, self.mask, self.optimizer
+    def _steps_for(self, ratio: float | None) -> tuple:
+        """(step, grads, apply) of the objective, compiled once: ``grads(inputs, targets[, ids], weight)`` -> the
+        weighted micro-batch loss and its gradients; ``apply(loss, grads)`` averages the gradients over the
+        workers, unscales, clips and steps AdamW, returning the loss; ``step`` is both in one graph (one
+        micro-batch a step)."""
+        if ratio not in self._steps:
+            forward = self._forecast_loss() if ratio is None else self._masked_loss(ratio)
+            grad_fn = ms.value_and_grad(forward, None, self.optimizer.parameters)
+            update = gradient_update(self.optimizer, self.scaler, self.config.grad_clip, self.reduce)
 
-        def forward(inputs, targets, forcings):
-            steps = targets.shape[1]
+            def step(*batch):
+                loss, grads = grad_fn(*batch)
+                return update(loss, grads)
+
+            def grads(*batch):
+                return grad_fn(*batch)
+
+            mode = self.config.ms_mode
+            self._steps[ratio] = tuple(runtime.compile_step(fn, mode) for fn in (step, grads, update))
+        return self._steps[ratio]
+
+    def _forecast_loss(self):
+        """Rollout loss (summed over steps) of inputs [B, in, H, W], targets [B, steps, out + forcing, H, W],
+        times ``weight`` (and the loss scale)."""
+        n_out, scaler = len(self.data.train_pairs.prognostic), self.scaler
+        history = self.data.train_pairs.history
+        net, loss_fn, mask = self.forward_net, self.loss_fn, self.mask
+
+        def forward(inputs, targets, weight):
+            steps, forcings, targets = targets.shape[1], targets[:, :, n_out:], targets[:, :, :n_out]
             predictions = rollout(net, inputs, steps, forcings, history)
             loss = loss_fn(predictions[:, 0], targets[:, 0], mask)
             for k in range(1, steps):  # NVlabs' two_step_training sums the per-step losses
                 loss = loss + loss_fn(predictions[:, k], targets[:, k], mask)
+            loss = loss * weight
             return loss if scaler is None else scaler.scale(loss)
 
-        grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
-        update = gradient_update(optimizer, scaler, clip)
+        return forward
 
-        def step(inputs, targets):
-            loss, grads = grad_fn(inputs, targets[:, :, :n_out], targets[:, :, n_out:])
-            return update(loss, grads)
-
-        return step
-
-    def _make_masked_step(self, ratio: float):
-        """masked_pretrain at ``ratio``: the one-step loss of the model on the tokens ``ids`` [B, L] leaves visible,
-        then as ``_make_step``."""
+    def _masked_loss(self, ratio: float):
+        """masked_pretrain at ``ratio``: the one-step loss of the model on the tokens ``ids`` [B, L] leaves
+        visible, times ``weight`` (and the loss scale)."""
         n_out, scaler = len(self.data.train_pairs.prognostic), self.scaler
-        net, loss_fn, mask, optimizer = self.forward_net, self.loss_fn, self.mask, self.optimizer
+        net, loss_fn, mask = self.forward_net, self.loss_fn, self.mask
 
-        def forward(inputs, targets, ids):
-            loss = loss_fn(net(inputs, ratio, ids), targets[:, 0], mask)
+        def forward(inputs, targets, ids, weight):
+            loss = loss_fn(net(inputs, ratio, ids), targets[:, 0, :n_out], mask) * weight
             return loss if scaler is None else scaler.scale(loss)
 
-        grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
-        update = gradient_update(optimizer, scaler, self.config.grad_clip)
-
-        def step(inputs, targets, ids):
-            loss, grads = grad_fn(inputs, targets[:, :, :n_out], ids)
-            return update(loss, grads)
-
-        return step
+        return forward
 
     def _make_predict(self):
         net, loss_fn, mask = self.forward_net, self.loss_fn, self.mask
@@ -135,31 +154,50 @@ class MindSporeTrainer:
         self._epoch = epoch
         pairs = self.data.train_pairs.spread(self.config.max_train_samples)
         self.net.set_train(True)
-        return _Epoch(mindspore_dataset(pairs, self.config.batch_size, Order(epoch, self.config.seed, skip=skip)))
+        order = Order(epoch, self.config.seed, rank=self.world.rank, world_size=self.world.size, skip=skip)
+        return _Epoch(mindspore_dataset(pairs, self.config.batch_size, order))
 
-    def train_step(self, inputs: Tensor, targets: Tensor) -> float:
-        """One optimizer step on a batch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
+    def train_step(self, micro_batches: Sequence[tuple[Tensor, Tensor]]) -> float:
+        """One optimizer step on micro-batches (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]):
+        each one's loss weighed by its share of the samples, gradients summed, then averaged over the workers;
+        returns the loss of the global batch."""
         ops.assign(self.optimizer.lrs[0], Tensor(self.schedule.lr, ms.float32))
-        ids = token_permutations(self.config, self.data.model_config, inputs.shape[0], self.schedule.last_epoch)
-        if ids is None:
-            loss = float(self._step(inputs, targets).asnumpy())  # asnumpy fences: the step is done
+        lengths = [int(inputs.shape[0]) for inputs, _ in micro_batches]
+        ids = micro_token_permutations(self.config, self.data.model_config, lengths, self.schedule.last_epoch,
+                                       self.world)  # fmt: skip
+        step, grads, apply = self._steps_for(None if ids is None else mask_ratio_at(self.config, self._epoch))
+        arguments = [
+            (inputs, targets, *(() if ids is None else (Tensor(ids[i]),)), Tensor(weight, ms.float32))
+            for i, ((inputs, targets), weight) in enumerate(zip(micro_batches, micro_weights(lengths), strict=True))
+        ]
+        if len(arguments) == 1:
+            loss = step(*arguments[0])
         else:
-            ratio = mask_ratio_at(self.config, self._epoch)
-            if ratio not in self._masked_steps:
-                self._masked_steps[ratio] = runtime.compile_step(self._make_masked_step(ratio), self.config.ms_mode)
-            loss = float(self._masked_steps[ratio](inputs, targets, Tensor(ids)).asnumpy())
+            loss, summed = grads(*arguments[0])
+            for batch in arguments[1:]:
+                micro_loss, micro_grads = grads(*batch)
+                loss, summed = loss + micro_loss, tuple(a + b for a, b in zip(summed, micro_grads, strict=True))
+            loss = apply(loss, summed)
+        local = float(loss.asnumpy())  # asnumpy fences: the step is done
         self.schedule.step()
-        return loss
+        return self.all_sum([local])[0] / self.world.size
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        return distributed.all_sum(values, self.world)
 
     def validate(self) -> float:
-        """Mean one-step loss over the validation pairs (fixed order), masked cells skipped."""
+        """Mean one-step loss over the validation pairs (fixed order; each worker its shard), masked cells
+        skipped."""
         pairs = self.data.valid_pairs.spread(self.config.max_valid_samples)
         self.net.set_train(False)
         n_out = len(pairs.prognostic)
         total, count = 0.0, 0
-        for inputs, targets in _Epoch(mindspore_dataset(pairs, self.config.batch_size, Order(shuffle=False))):
-            total += float(self._predict(inputs, targets[:, 0, :n_out]).asnumpy()) * len(inputs)
-            count += len(inputs)
+        shard = Order(shuffle=False, rank=self.world.rank, world_size=self.world.size, pad=False)
+        if len(shard.indices(len(pairs))):  # fewer validation samples than workers leave some none
+            for inputs, targets in _Epoch(mindspore_dataset(pairs, self.config.batch_size, shard)):
+                total += float(self._predict(inputs, targets[:, 0, :n_out]).asnumpy()) * len(inputs)
+                count += len(inputs)
+        total, count = self.all_sum([total, count])
         return total / count
 
     def learning_rate(self) -> float:

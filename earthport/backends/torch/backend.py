@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from earthport.backends.torch.distributed import launch
 from earthport.backends.torch.forecaster import TorchForecaster
 from earthport.backends.torch.probe import TorchProbe
 from earthport.backends.torch.steps import build as bench_steps
@@ -10,7 +11,7 @@ from earthport.backends.torch.trainer import TorchTrainer
 PROBE = TorchProbe
 TRAINER = TorchTrainer
 
-__all__ = ["PROBE", "TRAINER", "bench_steps", "forecaster"]
+__all__ = ["PROBE", "TRAINER", "bench_steps", "forecaster", "launch"]
 
 
 def forecaster(device: str, precision: str, ms_mode: str = "graph") -> TorchForecaster:

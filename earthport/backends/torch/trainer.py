@@ -8,12 +8,21 @@ or ``last.safetensors`` written by the MindSpore trainer resumes here through ``
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from earthport.backends.base import TrainData, TrainState, mask_ratio_at, resumed_state, token_permutations
-from earthport.backends.torch import runtime
+from earthport.backends.base import (
+    TrainData,
+    TrainState,
+    mask_ratio_at,
+    micro_token_permutations,
+    micro_weights,
+    resumed_state,
+)
+from earthport.backends.torch import distributed, runtime
 from earthport.backends.torch.loader import torch_loader
 from earthport.backends.torch.losses import LOSSES
 from earthport.backends.torch.rollout import rollout
@@ -30,11 +39,33 @@ def backward_and_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: tor
     """Backward through the grad scaler, unscale and clip to ``grad_clip`` (0: no clipping), then the optimizer
     step; the scaler skips the step on inf/NaN gradients (fp16) and is a pass-through when disabled."""
     scaler.scale(loss).backward()
+    clip_and_step(model, optimizer, scaler, grad_clip)
+
+
+def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  grad_clip: float) -> None:  # fmt: skip
+    """``backward_and_step`` once the (scaled) gradients are in: unscale, clip, the optimizer step."""
     if grad_clip:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
+
+
+class Predictor(torch.nn.Module):
+    """What one training step runs, as one module (DistributedDataParallel wraps it whole: a rollout calls the
+    model several times in one forward). Returns [B, steps, out, H, W]: a rollout of the model, or
+    (masked_pretrain) one step on the tokens ``ids`` [B, L] leaves visible."""
+
+    def __init__(self, model: torch.nn.Module, history: int):
+        super().__init__()
+        self.model, self.history = model, history
+
+    def forward(self, inputs: torch.Tensor, steps: int, forcings: torch.Tensor, ratio: float,
+                ids: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        if ids is None:
+            return rollout(self.model, inputs, steps, forcings, self.history)
+        return self.model(inputs, ratio, ids)[:, None]
 
 
 class TorchTrainer:
@@ -46,6 +77,9 @@ class TorchTrainer:
     def __init__(self, config: TrainConfig, data: TrainData):
         self.config, self.data = config, data
         self.determinism = runtime.seed_everything(config.seed, config.deterministic)
+        self.world = data.world
+        if self.world.size > 1:
+            distributed.join(self.world, config.device)  # before the device: it is the local rank's
         self.device = runtime.select_device(config.device)
         spec = registry.spec(config.model)
         self.model = spec.torch_class()(data.model_config).to(self.device.torch)
@@ -53,6 +87,9 @@ class TorchTrainer:
         runtime.compile_model(self.model, config.compile)
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(parameter.requires_grad and spec.trains(name, config.freeze_backbone))
+        self.predictor: torch.nn.Module = Predictor(self.model, data.train_pairs.history)
+        if self.world.size > 1:  # gradients averaged over the ranks in the backward pass
+            self.predictor = distributed.wrap(self.predictor, self.device.torch)
         trained = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
         t_max = config.max_epochs * data.steps_per_epoch
@@ -66,31 +103,44 @@ class TorchTrainer:
     def batches(self, epoch: int, skip: int):
         self._epoch = epoch
         pairs = self.data.train_pairs.spread(self.config.max_train_samples)
-        self.model.train()
-        return torch_loader(pairs, self.config.batch_size, Order(epoch, self.config.seed, skip=skip))
+        self.predictor.train()
+        order = Order(epoch, self.config.seed, rank=self.world.rank, world_size=self.world.size, skip=skip)
+        return torch_loader(pairs, self.config.batch_size, order)
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """One optimizer step on a batch: inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]."""
+    def train_step(self, micro_batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """One optimizer step on micro-batches (inputs [B, in, H, W], targets [B, steps, out + forcing, H, W]):
+        each one's loss weighed by its share of the samples, gradients summed (and averaged over the ranks, once,
+        with the last micro-batch's backward pass); returns the loss of the global batch."""
         device, config = self.device, self.config
-        inputs, targets = inputs.to(device.torch), targets.to(device.torch)
-        steps, n_out = targets.shape[1], len(self.data.train_pairs.prognostic)
-        targets, forcings = targets[:, :, :n_out], targets[:, :, n_out:]
+        lengths = [len(inputs) for inputs, _ in micro_batches]
+        ids = micro_token_permutations(config, self.data.model_config, lengths, self.scheduler.last_epoch, self.world)
+        ratio = mask_ratio_at(config, self._epoch)
+        n_out = len(self.data.train_pairs.prognostic)
         self.optimizer.zero_grad(set_to_none=True)
-        with runtime.autocast(device, config.precision):
-            predictions = self._predict(inputs, steps, forcings)
-            # NVlabs' two_step_training sums the per-step losses
-            loss = sum(self.loss_fn(predictions[:, k], targets[:, k], self.mask) for k in range(steps))
-        backward_and_step(loss, self.model, self.optimizer, self.scaler, config.grad_clip)
+        total = 0.0
+        for i, ((inputs, targets), weight) in enumerate(zip(micro_batches, micro_weights(lengths), strict=True)):
+            inputs, targets = inputs.to(device.torch), targets.to(device.torch)
+            steps, (targets, forcings) = targets.shape[1], (targets[:, :, :n_out], targets[:, :, n_out:])
+            tokens = None if ids is None else torch.from_numpy(ids[i]).long().to(device.torch)
+            last = i == len(micro_batches) - 1
+            with self._synchronised(last), runtime.autocast(device, config.precision):
+                predictions = self.predictor(inputs, steps, forcings, ratio, tokens)
+                # NVlabs' two_step_training sums the per-step losses
+                loss = sum(self.loss_fn(predictions[:, k], targets[:, k], self.mask) for k in range(steps))
+                self.scaler.scale(loss * weight).backward()
+            total += float(loss.detach()) * weight
+        clip_and_step(self.model, self.optimizer, self.scaler, config.grad_clip)
         self.scheduler.step()
-        return float(loss.detach())
+        return self.all_sum([total])[0] / self.world.size
 
-    def _predict(self, inputs: torch.Tensor, steps: int, forcings: torch.Tensor) -> torch.Tensor:
-        """[B, steps, out, H, W]: a rollout, or (masked_pretrain) one step of the model on the visible tokens."""
-        ids = token_permutations(self.config, self.data.model_config, len(inputs), self.scheduler.last_epoch)
-        if ids is None:
-            return rollout(self.model, inputs, steps, forcings, self.data.train_pairs.history)
-        ratio = mask_ratio_at(self.config, self._epoch)
-        return self.model(inputs, ratio, torch.from_numpy(ids).long().to(inputs.device))[:, None]
+    def _synchronised(self, synchronise: bool):
+        """DDP's ``no_sync`` for the micro-batches before the last (their gradients stay local until then)."""
+        if synchronise or self.world.size == 1:
+            return contextlib.nullcontext()
+        return self.predictor.no_sync()
+
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        return distributed.all_sum(values, self.device.torch)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -98,12 +148,14 @@ class TorchTrainer:
         pairs = self.data.valid_pairs.spread(self.config.max_valid_samples)
         self.model.eval()
         total, count = 0.0, 0
-        for inputs, targets in torch_loader(pairs, self.config.batch_size, Order(shuffle=False)):
+        shard = Order(shuffle=False, rank=self.world.rank, world_size=self.world.size, pad=False)
+        for inputs, targets in torch_loader(pairs, self.config.batch_size, shard):
             with runtime.autocast(self.device, self.config.precision):
                 prediction = self.model(inputs.to(self.device.torch))
             target = targets[:, 0, : len(pairs.prognostic)].to(self.device.torch)
             total += float(self.loss_fn(prediction, target, self.mask)) * len(inputs)
             count += len(inputs)
+        total, count = self.all_sum([total, count])
         return total / count
 
     def learning_rate(self) -> float:
