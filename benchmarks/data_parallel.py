@@ -32,12 +32,13 @@ from pathlib import Path
 MODELS = {"fourcastnet": "atmosphere", "graphcast": "atmosphere", "aigoms": "ocean"}
 
 
-def _generate(kind: str, grid: tuple[int, int], folder: Path) -> Path:
+def _generate(kind: str, grid: tuple[int, int], samples: int, folder: Path) -> Path:
+    """Three years (train, valid, test) with ``samples`` training samples and a few to spare."""
     from earthport.data.generate import generate
 
     out = folder / kind
     if not out.exists():
-        generate(out, kind, grid=grid, years=3, steps_per_year=96, seed=5)
+        generate(out, kind, grid=grid, years=3, steps_per_year=samples + 8, seed=5)
     return out
 
 
@@ -94,9 +95,9 @@ def main() -> None:
     parser.add_argument("--frameworks", default="torch,mindspore")
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts; 1 is the baseline")
     parser.add_argument("--grid", default="32,64", help="lat,lon of the generated data")
-    parser.add_argument("--samples", type=int, default=64, help="training samples an epoch")
+    parser.add_argument("--samples", type=int, default=256, help="training samples an epoch")
     parser.add_argument("--batch-size", type=int, default=4, help="per process")
-    parser.add_argument("--epochs", type=int, default=3, help="the first is left out of the time per epoch")
+    parser.add_argument("--epochs", type=int, default=4, help="the first is left out of the time per epoch")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/data_parallel.json"))
     args = parser.parse_args()
@@ -110,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="earthport-dp-") as scratch:
         folder = Path(scratch)
         for model in models:
-            data = _generate(MODELS[model], grid, folder)
+            data = _generate(MODELS[model], grid, args.samples, folder)
             for framework in frameworks:
                 for round_ in range(args.rounds):
                     for nproc in counts:

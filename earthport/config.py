@@ -32,7 +32,16 @@ FRAMEWORKS = ("torch", "mindspore")
 MS_MODES = ("graph", "pynative")
 DEVICES = ("auto", "cpu", "cuda", "npu")
 CHECKPOINT_FORMATS = ("ckpt", "safetensors")
-PARALLEL = ("ddp",)  # data parallel over the launcher's processes (one process: nothing to split)
+# how several processes share a run: data parallel (torch DDP, MindSpore DATA_PARALLEL) or torch's fully sharded
+# data parallel; the modes the paper's platforms also offer, and why earthport refuses them (docs/training.md)
+PARALLEL = ("ddp", "fsdp")
+UNAVAILABLE_PARALLEL = {
+    "semi_auto": "unavailable: MindSpore SEMI_AUTO_PARALLEL needs per-operator shard strategies, which earthport's "
+                 "models do not define",
+    "auto": "unavailable: MindSpore AUTO_PARALLEL (searched strategies) is not supported by earthport's models",
+    "pipeline": "unavailable: pipeline stages need the model split into stages (MindSpore pipeline_stages, "
+                "nn.PipelineCell), which earthport's models are not",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     batch_size: int = 4  # per process and optimizer step's micro-batch: the global batch is x processes x accumulate
     accumulate: int = 1  # micro-batches whose gradients make one optimizer step (a global batch that does not fit)
-    parallel: str = "ddp"  # with several processes: DistributedDataParallel (torch), DATA_PARALLEL (MindSpore)
+    parallel: str = "ddp"  # several processes: DDP (torch) / DATA_PARALLEL (MindSpore), or fsdp (torch's FSDP2)
     max_epochs: int = 20
     loss: str = "mse"  # masked MSE, FourCastNet's relative L2 (LpLoss) or AI-GOMS's channel-wise relative L2
     objective: str = "forecast"  # what the trainer optimises; one of the model spec's objectives
@@ -92,6 +101,11 @@ class TrainConfig:
             raise ConfigError(f"train.loss {self.loss!r} is not one of {LOSSES}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.parallel in UNAVAILABLE_PARALLEL:
+            raise ConfigError(f"train.parallel {self.parallel!r}: {UNAVAILABLE_PARALLEL[self.parallel]}")
+        if self.parallel == "fsdp" and self.framework == "mindspore":
+            raise ConfigError("train.parallel 'fsdp': unavailable in MindSpore (torch's FSDP); MindSpore runs "
+                              "parallel=ddp (DATA_PARALLEL)")  # fmt: skip
         for name, allowed in (
             ("framework", FRAMEWORKS),
             ("ms_mode", MS_MODES),

@@ -35,7 +35,7 @@ _LAUNCHERS = (  # name, rank, world size, local rank
 @dataclass(frozen=True)
 class World:
     """This process's place in the run: ``rank`` of ``size`` processes, ``local_rank`` on its machine (its device
-    index), and the launcher that said so ("" for a single process); ``scheduler``: msrun's rendezvous process,
+    index), and the launcher that said so ("" for none); ``scheduler``: msrun's rendezvous process,
     which trains nothing."""
 
     rank: int = 0
@@ -62,7 +62,7 @@ def current(environ: dict[str, str] | None = None) -> World:
         if not 0 <= rank < size:
             raise ConfigError(f"{rank_key}={rank} is not in 0..{size - 1} ({size_key}={size})")
         scheduler = launcher == "msrun" and environ.get("MS_ROLE") == "MS_SCHED"
-        return World(rank, size, local, launcher if size > 1 else "", scheduler)
+        return World(rank, size, local, launcher, scheduler)
     return World()
 
 

@@ -98,6 +98,23 @@ def test_two_processes_and_accumulation_train_the_weights_of_the_global_batch(fr
     assert "in 2 processes" in capsys.readouterr().out  # the summary, once
 
 
+@pytest.mark.parametrize("model", list(MODELS))
+def test_fsdp_trains_the_weights_of_the_global_batch_and_resumes_from_its_gathered_checkpoint(model, request,
+                                                                                             tmp_path):  # fmt: skip
+    """parallel=fsdp (FSDP2 on gloo): 2 sharded processes with batch 2, stopped after 3 of 4 steps and resumed,
+    train the weights of 1 process with batch 4; its checkpoints hold the whole model in an unsharded run's layout
+    (the reference's names and shapes)."""
+    fixture, settings = MODELS[model]
+    data = request.getfixturevalue(fixture)
+    reference = train(TrainConfig(batch_size=4, **SHARED, **settings), data, tmp_path / "one", progress=False)
+    arguments = [*_cli_arguments(data, tmp_path / "two", "torch", {**settings, "parallel": "fsdp"}, 2), "--nproc", "2"]
+    assert main([*arguments, "--max-steps", "3"]) == 0
+    assert load_checkpoint(tmp_path / "two" / "last.pt")["state"]["step"] == 3
+    assert main([*arguments, "--resume"]) == 0
+    record = json.loads((tmp_path / "two" / "record.json").read_text())
+    _assert_same_run(record, reference, tmp_path / "two", tmp_path / "one", "torch")
+
+
 def test_two_processes_with_accumulation_and_a_short_last_step(atmosphere_dir, tmp_path):
     """2 processes x batch 1 x accumulate 2 on 6 samples: steps of 4 and 2 samples, as 1 process with batch 4 (the
     short step's micro-batches weigh by their samples; DDP syncs once per step)."""

@@ -153,6 +153,17 @@ def test_torch_resumes_with_more_epochs(torch_run, atmosphere_dir, tmp_path):
 # --- best, last and the record agree ------------------------------------------------------------------------
 
 
+def test_aigoms_resumes_with_its_fixed_embeddings_and_a_mask_token_stepped_less(ocean_dir, tmp_path):
+    """AI-GOMS's AdamW holds only trained parameters (not the fixed sin-cos position embeddings) and its mask token
+    is stepped only once masking starts (epoch 2 here): a torch run resumed mid-way equals the uninterrupted run."""
+    config = TrainConfig(model="aigoms", objective="masked_pretrain", mask_epochs=(1,), mask_ratios=(0.0,),
+                         mask_ratio=0.5, max_epochs=2, patience=10, **QUICK)  # fmt: skip
+    whole = train(config, ocean_dir, tmp_path / "whole", progress=False)
+    train(config, ocean_dir, tmp_path / "split", max_steps=3, progress=False)
+    resumed = train(config, ocean_dir, tmp_path / "split", resume=True, progress=False)
+    assert resumed["step_losses"] == whole["step_losses"]
+
+
 def test_a_kill_between_last_and_best_is_repaired_on_resume(atmosphere_dir, tmp_path, monkeypatch):
     out, config = tmp_path / "run", TrainConfig(**{**CONFIG.to_dict(), "max_epochs": 2})
     save_best = training_loop._save_best

@@ -118,7 +118,8 @@ class Trainer(Protocol):
     In a data-parallel run (``TrainData.world``) every rank's trainer yields its rank's shard of the epoch
     (``epoch_order``); ``train_step`` takes ``accumulate`` micro-batches, weighs each one's loss by its share of
     the samples, averages the gradients over the ranks and returns the loss of the whole global batch;
-    ``validate`` returns the mean over all ranks' disjoint validation shards. ``save`` is called on rank 0 only."""
+    ``validate`` returns the mean over all ranks' validation samples. ``save`` is called on every rank (a sharded run
+    gathers its state to rank 0) and writes on rank 0 only."""
 
     framework: str
     suffix: str  # checkpoint suffix: ".pt", ".ckpt" or ".safetensors"

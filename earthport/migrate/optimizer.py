@@ -38,9 +38,11 @@ def _moments(amsgrad: bool) -> tuple[str, ...]:
     return MOMENTS if amsgrad else MOMENTS[:2]
 
 
-def torch_adamw_to_neutral(state_dict: Mapping, param_names: Sequence[str]) -> dict:
+def torch_adamw_to_neutral(state_dict: Mapping, param_names: Sequence[str], one_step: bool = True) -> dict:
     """The neutral form of ``torch.optim.AdamW(model.parameters()).state_dict()``; ``param_names`` are the
-    model's ``named_parameters()`` names in the optimizer's order (one parameter group)."""
+    model's ``named_parameters()`` names in the optimizer's order (one parameter group). ``one_step``: refuse
+    parameters stepped different numbers of times (a parameter unused for a while, e.g. AI-GOMS's mask token at
+    mask ratio 0), which MindSpore's AdamW cannot hold; torch can (then ``step`` is the most)."""
     groups = state_dict.get("param_groups", [])
     if len(groups) != 1:
         raise OptimizerStateError(f"AdamW state with {len(groups)} parameter groups; only one group is supported")
@@ -65,11 +67,11 @@ def torch_adamw_to_neutral(state_dict: Mapping, param_names: Sequence[str]) -> d
             raise OptimizerStateError(f"optimizer state '{missing[0]}.{name}' is missing (its other entries are there)")
         steps[name] = int(float(entry["step"]))
         params[name] = {key: _to_numpy(entry[key], f"{name}.{key}") for key in _moments(hyper["amsgrad"])}
-    if len(set(steps.values())) > 1:
+    if one_step and len(set(steps.values())) > 1:
         first = dict(list(steps.items())[:4])
         raise OptimizerStateError(f"parameters were stepped different numbers of times ({first} ...); MindSpore's "
                                   "AdamW keeps one step for all")  # fmt: skip
-    return {"hyper": hyper, "step": next(iter(steps.values()), 0), "params": params}
+    return {"hyper": hyper, "step": max(steps.values(), default=0), "params": params}
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:

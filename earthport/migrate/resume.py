@@ -42,9 +42,10 @@ def check_torch_run(path: Path, payload: dict, module: Any, expected_config: dic
     require(path, payload, ("config", "model_state", "optimizer", "rng", *RESUME_KEYS))
     check_config(path, payload["config"], expected_config)
     check_tensors(path, _shapes(payload["model_state"]), _shapes(module.state_dict()), "model tensor")
-    parameters = dict(module.named_parameters())
+    # the trainer's AdamW holds the trained parameters (not AI-GOMS's fixed position embeddings, nor a frozen backbone)
+    parameters = {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
     with naming(path):
-        neutral = torch_adamw_to_neutral(payload["optimizer"], list(parameters))
+        neutral = torch_adamw_to_neutral(payload["optimizer"], list(parameters), one_step=False)  # torch to torch
     check_adamw(path, neutral, _shapes(parameters))
 
 

@@ -173,7 +173,7 @@ def run_training(
         state.stop_reason = "interrupted"
         last = out / f"last{trainer.suffix}"
         try:
-            _save(trainer, data, last, state)
+            trainer.save(last, state)
         except Exception as err:
             _mark_failed(trainer, data, state, out, err)
             raise
@@ -197,19 +197,19 @@ def _mark_failed(trainer: Trainer, data: TrainData, state: TrainState, out: Path
 def _repair_best(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> None:
     """A kill between an epoch's ``last`` and ``best`` leaves ``best`` one improvement behind: the restored
     model, at the end of its best epoch, is that ``best``."""
-    if state.consumed or state.best_epoch != state.epoch or state.best_epoch < 1 or not data.world.main:
+    if state.consumed or state.best_epoch != state.epoch or state.best_epoch < 1:
         return  # a ``best`` ahead of ``last`` (older versions) is re-trained and overwritten
     best = out / f"best{trainer.suffix}"
     held = read_extra(best).get("best_epoch") if best.is_file() else None
     if held is None or held < state.best_epoch:
-        console.print(f"{best}: re-saved from the resumed model (epoch {state.best_epoch}, the run's best)")
-        _save_best(trainer, data, state, out)
+        _say(data, f"{best}: re-saved from the resumed model (epoch {state.best_epoch}, the run's best)")
+        _save_best(trainer, state, out)
 
 
-def _save_best(trainer: Trainer, data: TrainData, state: TrainState, out: Path) -> None:
+def _save_best(trainer: Trainer, state: TrainState, out: Path) -> None:
     """``best.*``: the model of epoch ``state.best_epoch``; its ``epoch`` entry is that epoch's (0-based)."""
     best_state = dataclasses.replace(state, epoch=max(state.best_epoch - 1, 0))
-    _save(trainer, data, out / f"best{trainer.suffix}", best_state, full=False)
+    trainer.save(out / f"best{trainer.suffix}", best_state, full=False)
 
 
 def _say(data: TrainData, message: str) -> None:
@@ -242,7 +242,7 @@ def _train_epoch(
                 state.stop_reason = "time_limit"
             if state.stop_reason or (config.checkpoint_every and state.step % config.checkpoint_every == 0):
                 state.train_seconds = time.perf_counter() - started
-                _save(trainer, data, out / f"last{trainer.suffix}", state)
+                trainer.save(out / f"last{trainer.suffix}", state)
             if state.stop_reason:
                 return
 
@@ -257,12 +257,6 @@ def _groups(batches: Iterable, size: int) -> Iterator[list]:
             group = []
     if group:
         yield group
-
-
-def _save(trainer: Trainer, data: TrainData, path: Path, state: TrainState, full: bool = True) -> None:
-    """A checkpoint, from rank 0 only (every rank holds the same weights and state)."""
-    if data.world.main:
-        trainer.save(path, state, full)
 
 
 def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: float, out: Path) -> None:
@@ -297,9 +291,9 @@ def _end_epoch(trainer: Trainer, data: TrainData, state: TrainState, started: fl
         f"epoch {entry['epoch']}: train {entry['train_loss']:.4g}  valid {valid:.4g}  "
         f"{seconds:.1f} s  best epoch {state.best_epoch}",
     )
-    _save(trainer, data, out / f"last{trainer.suffix}", state)
+    trainer.save(out / f"last{trainer.suffix}", state)
     if improved:
-        _save_best(trainer, data, state, out)
+        _save_best(trainer, state, out)
     write_run_record(trainer, data, state, out)
 
 
@@ -324,7 +318,7 @@ def _validate_partial_epoch(trainer: Trainer, data: TrainData, state: TrainState
     (epoch 0); ``last`` keeps best epoch -1, so a resumed run's first epoch replaces it."""
     valid = trainer.validate()
     state.best_valid, state.best_epoch = valid, 0
-    _save_best(trainer, data, state, out)
+    _save_best(trainer, state, out)
     _say(data, f"stopped ({state.stop_reason}) within epoch 1 after {state.step} steps: valid {valid:.4g}")
 
 

@@ -70,8 +70,8 @@ class MindSporeTrainer:
         self.config, self.data, self.world = config, data, data.world
         self.suffix = f".{config.checkpoint_format}"
         self.device = runtime.select_device(config.device)
-        if self.world.size > 1:
-            distributed.join(self.world)  # msrun's cluster, once the device is set
+        if self.world.launcher == "msrun":  # msrun's scheduler waits for every worker, one of one too
+            distributed.join(self.world)  # once the device is set
         self.threads = runtime.configure_threads(config.ms_threads)
         self.determinism = runtime.seed_everything(config.seed, config.deterministic)
         spec = registry.spec(config.model)
@@ -204,7 +204,10 @@ class MindSporeTrainer:
         return self.schedule.lr
 
     def save(self, path: Path, state: TrainState, full: bool = True) -> None:
-        """A checkpoint: always model, config and data; with ``full`` also everything needed to resume."""
+        """A checkpoint: always model, config and data; with ``full`` also everything needed to resume. Called on
+        every rank; rank 0 writes (every rank holds the same weights)."""
+        if not self.world.main:
+            return
         tensors = {name: p.asnumpy() for name, p in self.net.parameters_dict().items()}
         extra = {"data": self.data.info, "train_config": self.config.to_dict(), "epoch": state.epoch,
                  "best_epoch": state.best_epoch}  # fmt: skip

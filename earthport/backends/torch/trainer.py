@@ -28,6 +28,7 @@ from earthport.backends.torch.losses import LOSSES
 from earthport.backends.torch.rollout import rollout
 from earthport.config import TrainConfig
 from earthport.data.samples import Order
+from earthport.errors import EarthportError
 from earthport.migrate.checkpoint_io import detect, load_checkpoint, save_checkpoint
 from earthport.migrate.resume import check_torch_run, mindspore_run_to_torch
 from earthport.models import registry
@@ -88,7 +89,10 @@ class TorchTrainer:
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(parameter.requires_grad and spec.trains(name, config.freeze_backbone))
         self.predictor: torch.nn.Module = Predictor(self.model, data.train_pairs.history)
-        if self.world.size > 1:  # gradients averaged over the ranks in the backward pass
+        self.sharded = self.world.size > 1 and config.parallel == "fsdp"
+        if self.sharded:  # parameters, gradients and AdamW's state split over the ranks
+            self.predictor = distributed.shard(self.predictor, self.model, self.world, self.device.torch)
+        elif self.world.size > 1:  # gradients averaged over the ranks in the backward pass
             self.predictor = distributed.wrap(self.predictor, self.device.torch)
         trained = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
@@ -134,8 +138,11 @@ class TorchTrainer:
         return self.all_sum([total])[0] / self.world.size
 
     def _synchronised(self, synchronise: bool):
-        """DDP's ``no_sync`` for the micro-batches before the last (their gradients stay local until then)."""
-        if synchronise or self.world.size == 1:
+        """No gradient sync for the micro-batches before the last (their gradients stay local until then): DDP's
+        ``no_sync``, FSDP's ``set_requires_gradient_sync``."""
+        if self.sharded:
+            self.predictor.set_requires_gradient_sync(synchronise)
+        if synchronise or self.world.size == 1 or self.sharded:
             return contextlib.nullcontext()
         return self.predictor.no_sync()
 
@@ -144,29 +151,45 @@ class TorchTrainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean one-step loss over the validation pairs (fixed order), masked cells skipped."""
+        """Mean one-step loss over the validation pairs (fixed order), masked cells skipped: each rank its disjoint
+        shard, or (FSDP, whose gathers every rank must join alike) every rank all of them."""
         pairs = self.data.valid_pairs.spread(self.config.max_valid_samples)
-        self.model.eval()
+        self.predictor.eval()
         total, count = 0.0, 0
         shard = Order(shuffle=False, rank=self.world.rank, world_size=self.world.size, pad=False)
-        for inputs, targets in torch_loader(pairs, self.config.batch_size, shard):
+        for inputs, targets in torch_loader(pairs, self.config.batch_size, Order(shuffle=False) if self.sharded
+                                            else shard):  # fmt: skip
             with runtime.autocast(self.device, self.config.precision):
-                prediction = self.model(inputs.to(self.device.torch))
+                prediction = self._one_step(inputs.to(self.device.torch))
             target = targets[:, 0, : len(pairs.prognostic)].to(self.device.torch)
             total += float(self.loss_fn(prediction, target, self.mask)) * len(inputs)
             count += len(inputs)
-        total, count = self.all_sum([total, count])
+        if not self.sharded:
+            total, count = self.all_sum([total, count])
         return total / count
+
+    def _one_step(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The model on inputs [B, in, H, W] -> [B, out, H, W]; through FSDP's root, which gathers the parameters."""
+        if self.sharded:
+            return self.predictor(inputs, 1, None, 0.0, None)[:, 0]
+        return self.model(inputs)
 
     def learning_rate(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
     def save(self, path: Path, state: TrainState, full: bool = True) -> None:
-        """A checkpoint: always model, config and data; with ``full`` also everything needed to resume."""
+        """A checkpoint: always model, config and data; with ``full`` also everything needed to resume. Called on
+        every rank (FSDP gathers the shards to rank 0, in an unsharded run's layout); rank 0 writes."""
+        if self.sharded:
+            model_state, optimizer_state = distributed.full_state(self.predictor, self.optimizer, "model.")
+        elif self.world.main:
+            model_state, optimizer_state = self.model.state_dict(), self.optimizer.state_dict()
+        if not self.world.main:
+            return
         payload = {
             "model": self.config.model,
             "config": self.data.model_config.to_dict(),
-            "model_state": self.model.state_dict(),
+            "model_state": model_state,
             "data": self.data.info,
             "train_config": self.config.to_dict(),
             "epoch": state.epoch,
@@ -175,7 +198,7 @@ class TorchTrainer:
         if full:
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
             payload.update(
-                optimizer=self.optimizer.state_dict(),
+                optimizer=optimizer_state,
                 scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(),
                 state=dict(state.__dict__),
@@ -189,11 +212,18 @@ class TorchTrainer:
         if detect(path) == "torch":
             payload = load_checkpoint(path)
             check_torch_run(path, payload, self.model, expected)  # names the file and key of what does not fit
-            self.model.load_state_dict(payload["model_state"])
-            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.sharded:  # every rank reads the whole file and keeps its shards
+                distributed.load_full_state(self.predictor, self.optimizer, "model.", payload["model_state"],
+                                            payload["optimizer"])  # fmt: skip
+            else:
+                self.model.load_state_dict(payload["model_state"])
+                self.optimizer.load_state_dict(payload["optimizer"])
             torch.set_rng_state(payload["rng"]["torch"])
             if payload["rng"]["cuda"]:
                 torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        elif self.sharded:
+            raise EarthportError(f"{path}: a MindSpore run resumes in torch with train.parallel=ddp (or convert it "
+                                 "with `earthport convert`); parallel=fsdp resumes torch runs")  # fmt: skip
         else:  # a MindSpore run: weights and AdamW state converted by name rules
             payload = mindspore_run_to_torch(path, self.model, self.optimizer, expected)
         self.scheduler.load_state_dict(payload["scheduler"])  # its T_max too: the first run's cosine goes on
@@ -202,7 +232,10 @@ class TorchTrainer:
 
     def initialise(self, loaded: LoadedModel) -> None:
         """The model's weights from ``loaded`` (a torch module of the same config), for fine-tuning."""
-        self.model.load_state_dict(loaded.module.state_dict(), strict=True)
+        if self.sharded:
+            distributed.load_full_state(self.predictor, None, "model.", loaded.module.state_dict())
+        else:
+            self.model.load_state_dict(loaded.module.state_dict(), strict=True)
 
     def describe(self) -> dict:
         return {
