@@ -140,9 +140,10 @@ class TorchTrainer:
     def _synchronised(self, synchronise: bool):
         """No gradient sync for the micro-batches before the last (their gradients stay local until then): DDP's
         ``no_sync``, FSDP's ``set_requires_gradient_sync``."""
-        if self.sharded:
+        if self.sharded:  # FSDP2's is a flag, not a context
             self.predictor.set_requires_gradient_sync(synchronise)
-        if synchronise or self.world.size == 1 or self.sharded:
+            return contextlib.nullcontext()
+        if synchronise or self.world.size == 1:
             return contextlib.nullcontext()
         return self.predictor.no_sync()
 
