@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from conftest import random_series
 
+from earthport import files
+from earthport.cli import main
 from earthport.data.base import Metadata
 from earthport.data.fcn import FcnDirectory
 from earthport.data.fcn_writer import split_by_year, write_fcn
@@ -65,9 +67,17 @@ def test_south_to_north_files_are_flipped_on_read(tmp_path):
     for path in tmp_path.rglob("*.h5"):
         with h5py.File(path, "r+") as f:
             f["fields"][...] = f["fields"][()][:, :, ::-1]
+    time_means = tmp_path / "stats" / "time_means.npy"
+    np.save(time_means, np.load(time_means)[..., ::-1, :])  # the producer's climatology is south -> north too
+    files.record(time_means)  # as earthport's (a file earthport did not write is never replaced)
     data = FcnDirectory(tmp_path)
     assert data.meta.lat[0] == 90
     np.testing.assert_array_equal(data.series().read(0, 6), series.data)
+    read = data.stats().time_means
+    train = data.series("train").read(0, len(data.series("train"))).astype(np.float64)
+    np.testing.assert_allclose(read[0], train.mean(axis=0), rtol=1e-5, atol=1e-6)  # north -> south, as the data
+    assert main(["data", "stats", "-q", str(tmp_path)]) == 0  # recomputed here: written back south -> north
+    np.testing.assert_allclose(FcnDirectory(tmp_path).stats().time_means, read, rtol=1e-5, atol=1e-6)
 
 
 def test_mask_zero_fills_and_nan_outside_mask_is_an_error(tmp_path):

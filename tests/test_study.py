@@ -13,8 +13,9 @@ import pytest
 from earthport import files
 from earthport.cli import main
 from earthport.optional import mindspore_available
-from earthport.report.study_report import headline_rmse
-from earthport.workflows.study import Stage, run_stage
+from earthport.report import efficiency
+from earthport.report.study_report import headline_rmse, load_records
+from earthport.workflows.study import SCALES, Stage, plan, run_stage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -22,7 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    flags = ["--scale", "quick", "--device", "cpu", "--energy-estimate", "tdp=65"]
+    flags = ["--scale", "quick", "--device", "cpu", "--energy-estimate", "tdp=65", "--nproc", "2"]
     code = main(["study", "-q", "--out", str(out), *flags])
     return out, code, json.loads((out / "study.json").read_text())
 
@@ -42,6 +43,14 @@ def test_every_stage_runs_and_the_report_has_every_section(study):
         assert f"bench aigoms {framework}" in names
         assert {f"train graphcast atmosphere {framework}", f"infer graphcast atmosphere {framework}",
                 f"bench graphcast {framework}"} <= set(names)  # fmt: skip
+    trained = efficiency.training_time(load_records(out)["train"])  # the report's training table
+    for framework in frameworks:  # --nproc 2: each model's training again in 2 processes, on the same global batch
+        for model in ("fourcastnet", "aigoms", "graphcast"):
+            rows = trained[(trained["model"] == model) & (trained["framework"] == framework)]
+            scaled = rows[rows["processes"] == 2]
+            assert len(scaled) == 1 and set(scaled["global batch"]) <= set(rows[rows["processes"] == 1]["global batch"])
+            speed = scaled["samples/s"].iloc[0]  # quick MindSpore runs may end within their first (compiling) epoch
+            assert speed > 0 if framework == "torch" else isinstance(speed, float) or speed.startswith("unavailable: ")
     verified = {f"verify {model}" in names for model in ("fourcastnet", "aigoms", "graphcast")}
     assert verified == {mindspore_available()}
     graphcast = json.loads((out / "runs" / "graphcast-atmosphere-torch" / "record.json").read_text())
@@ -90,6 +99,33 @@ def test_a_stage_is_reused_only_when_an_earlier_study_ran_the_same_command(tmp_p
     other = Stage("train", ["--help"], done_when=str(run / "best.pt"), owns=str(run))  # other settings
     run_stage(other)
     assert other.status == "done" and not (run / "best.pt").exists()  # the stale run was replaced, not reused
+
+
+def test_nproc_adds_each_models_training_in_that_many_processes_on_the_same_global_batch(tmp_path):
+    datasets = {name: tmp_path / name for name in ("atmosphere", "ocean", "ostia")}
+    single = plan(tmp_path, "tiny", ["torch"], datasets, "cpu", SCALES["quick"])
+    stages = {stage.name: stage for stage in plan(tmp_path, "tiny", ["torch"], datasets, "cpu", SCALES["quick"],
+                                                  nproc=2)}  # fmt: skip
+    scaled = {name for name in stages if name.endswith(" x2")}
+    assert scaled == {"train fourcastnet atmosphere torch x2", "train aigoms ocean torch x2",
+                      "train graphcast atmosphere torch x2"}  # fmt: skip
+    assert set(stages) - scaled == {stage.name for stage in single}  # the one-process study, unchanged
+    for name, global_batch in (("fourcastnet atmosphere", 8), ("graphcast atmosphere", 4), ("aigoms ocean", 8)):
+        one, two = stages[f"train {name} torch"].command, stages[f"train {name} torch x2"].command
+        assert two[two.index("--nproc") + 1] == "2" and "--nproc" not in one
+        batches = [line for line in two if line.startswith("batch_size=")]
+        assert batches[-1] == f"batch_size={global_batch // 2}"  # the last --set wins
+        assert stages[f"train {name} torch x2"].owns.endswith(f"runs/{name.replace(' ', '-')}-torch-x2")
+    tuned = stages["train aigoms ocean torch x2"].command  # fine-tuned from the one-process pre-training
+    assert tuned[tuned.index("--init-from") + 1].endswith("runs/aigoms-ocean-pretrain-torch/best.pt")
+
+
+def test_nproc_that_does_not_split_a_study_batch_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["study", "-q", "--out", str(out), "--nproc", "3", "--scale", "quick", "--models", "graphcast"]) == 2
+    error = capsys.readouterr().err
+    assert "--nproc 3: graphcast's study batch 4 does not split evenly" in error and "[2, 4]" in error
+    assert not out.exists()
 
 
 @pytest.mark.slow

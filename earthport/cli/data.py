@@ -38,7 +38,7 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
     data = FcnDirectory(args.data)
     stats = compute_stats(data.series(args.split), chunk=args.chunk, progress=not args.quiet)
-    stats.save(data.stats_dir)
+    data.save_stats(stats)  # in the files' latitude order
     diffs = ", global_diff_stds.npy" if stats.diff_stds is not None else " (no diff stds: no steps one step apart)"
     names = f"global_means.npy, global_stds.npy, time_means.npy{diffs}"
     print(f"wrote {data.stats_dir}/{names} from the {args.split} split")

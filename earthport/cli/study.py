@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from earthport.cli.bench import energy_estimate
-from earthport.cli.common import OVERWRITE, QUIET, names
+from earthport.cli.common import OVERWRITE, QUIET, names, positive_int
 from earthport.config import DEVICES
 
 
@@ -17,7 +17,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     record = run_study(args.out, preset=args.preset, frameworks=args.frameworks, device=args.device,
                        scale=args.scale, tdp_watts=args.energy_estimate, progress=not args.quiet,
-                       overwrite=args.overwrite, models=args.models)  # fmt: skip
+                       overwrite=args.overwrite, models=args.models, nproc=args.nproc)  # fmt: skip
     for name, table in headline_rmse(args.out).items():
         print_frame(table, title=f"{name}: RMSE on the test years (ACC and plots in the report)")
     for framework, reason in record["skipped_frameworks"].items():
@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=names, help="comma-separated model names (default: every model)")
     p.add_argument("--frameworks", type=names, help="comma-separated (default: every framework installed)")
     p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                   help="also train each model on its first data set in N data-parallel processes (same global "
+                        "batch; the training table's processes column)")  # fmt: skip
     p.add_argument("--scale", default="full", choices=["full", "quick"], help="quick: minutes, for checks only")
     p.add_argument("--energy-estimate", type=energy_estimate, metavar="tdp=WATTS",
                    help="benches add TDP x time, labelled as an estimate (for machines without a meter)")  # fmt: skip

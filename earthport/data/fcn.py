@@ -238,6 +238,12 @@ class FcnDirectory:
             )
         return Stats(stats.means, stats.stds, np.ascontiguousarray(time_means), stats.diff_stds)
 
+    def save_stats(self, stats: Stats) -> None:
+        """Write ``stats`` of this data as read (north to south) in the files' stored latitude order, which is how
+        ``stats()`` reads them back."""
+        time_means = stats.time_means[..., ::-1, :] if self._file_lat_order_flip else stats.time_means
+        Stats(stats.means, stats.stds, np.ascontiguousarray(time_means), stats.diff_stds).save(self.stats_dir)
+
     def static(self, name: str) -> np.ndarray:
         """A static field [lat, lon] from ``static/NAME.h5``."""
         path = self.root / "static" / f"{name}.h5"

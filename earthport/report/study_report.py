@@ -14,6 +14,7 @@ Sections (the paper's tables and figures, with earthport's measurements):
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -185,13 +186,15 @@ def _by_run(records: list[dict]) -> dict[str, dict]:
 def _plot_losses(train: list[dict], directory: Path) -> str | None:
     if not train:
         return None
-    names = sorted({Path(r["path"]).parent.name.rsplit("-", 1)[0] for r in train})
+    names = sorted({_panel(r) for r in train})
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         for record in train:
-            if Path(record["path"]).parent.name.rsplit("-", 1)[0] != name:
+            if _panel(record) != name:
                 continue
+            processes = record.get("processes", 1)
             label = f"{record.get('framework', 'torch')} ({record['device']['name']})"
+            label += f" x{processes}" if processes > 1 else ""
             epochs = [h["epoch"] for h in record["history"]]
             line = ax.plot(epochs, [h["train_loss"] for h in record["history"]], label=f"{label} train")[0]
             ax.plot(epochs, [h["valid_loss"] for h in record["history"]], "--", color=line.get_color(),
@@ -201,6 +204,13 @@ def _plot_losses(train: list[dict], directory: Path) -> str | None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     return _save(figure, directory / "loss_curves.png")
+
+
+def _panel(train: dict) -> str:
+    """A training run's loss-curve panel: its folder's name (``<model>-<data>[-pretrain]-<framework>[-xN]``)
+    without the framework and processes, so that every platform's curves of one training share a panel."""
+    name = re.sub(r"-x\d+$", "", Path(train["path"]).parent.name)
+    return name.rsplit("-", 1)[0]
 
 
 def _plot_accuracy(name: str, scores: pd.DataFrame, headline: Sequence[str], directory: Path) -> str:

@@ -5,7 +5,9 @@ of its own (MindSpore's CPU threads keep spinning after work and slow torch besi
 
     data       generated atmosphere and ocean data, the real OSTIA SST (written once)
     train      each model x framework x data set, to convergence (patience) within a time limit (pre-training
-               first, then fine-tuning from it, for a model whose spec asks for it: AI-GOMS)
+               first, then fine-tuning from it, for a model whose spec asks for it: AI-GOMS); with ``nproc`` N
+               also each model x framework on its first data set in N data-parallel processes, the same global
+               batch split N ways (``runs/<model>-<data>-<framework>-xN``), for the scaling rows
     convert    the torch weights to MindSpore, with the mapping report
     verify     parity of the trained torch model and its MindSpore twin
     infer      each framework's own trained model on the test years, against persistence and climatology
@@ -106,13 +108,16 @@ def frameworks_present() -> dict[str, str | None]:
 
 def plan(
     out: Path, preset: str, frameworks: list[str], datasets: dict[str, Path], device: str, scale: Scale,
-    tdp_watts: float | None = None, models: list[str] | None = None,
+    tdp_watts: float | None = None, models: list[str] | None = None, nproc: int = 1,
 ) -> list[Stage]:  # fmt: skip
     """The stages of a study, in order: each model on the data sets its spec names, in every framework;
-    ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches."""
+    ``tdp_watts`` adds a labelled TDP x time energy estimate to the benches; ``nproc`` > 1 adds each model's
+    training on its first data set in ``nproc`` data-parallel processes (trained only: the scaling rows)."""
     runs = [Run(model, name, framework) for model in models or registry.names()
             for name in registry.spec(model).datasets for framework in frameworks]  # fmt: skip
-    stages = [stage for run in runs for stage in _train(out, run, datasets[run.data], preset, device, scale)]
+    scaled = [Run(model, registry.spec(model).datasets[0], framework, processes=nproc)
+              for model in models or registry.names() for framework in frameworks] if nproc > 1 else []  # fmt: skip
+    stages = [stage for run in runs + scaled for stage in _train(out, run, datasets[run.data], preset, device, scale)]
     if "mindspore" in frameworks:
         for model in models or registry.names():
             stages += _convert_and_verify(out, model, datasets, scale)
@@ -130,10 +135,12 @@ class Run:
     data: str
     framework: str
     phase: str = ""  # "pretrain": the pre-training run a model's spec asks for before this one
+    processes: int = 1  # data-parallel processes (``-xN`` ends the folder's name when more than one)
 
     def folder(self, out: Path) -> Path:
         phase = f"-{self.phase}" if self.phase else ""
-        return out / "runs" / f"{self.model}-{self.data}{phase}-{self.framework}"
+        processes = f"-x{self.processes}" if self.processes > 1 else ""
+        return out / "runs" / f"{self.model}-{self.data}{phase}-{self.framework}{processes}"
 
 
 def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path], scale: Scale) -> list[Stage]:
@@ -148,15 +155,18 @@ def _convert_and_verify(out: Path, model: str, datasets: dict[str, Path], scale:
 
 def _train(out: Path, run: Run, data: Path, preset: str, device: str, scale: Scale) -> list[Stage]:
     """The run's training stage, after a pre-training stage when the model's spec asks for one: then each gets
-    half the epochs and time, and the run starts from the pre-trained best weights."""
+    half the epochs and time, and the run starts from the pre-trained best weights (a data-parallel run from the
+    one-process pre-training's, so that it differs from the one-process run in its processes only)."""
     spec = registry.spec(run.model)
     if not spec.pretrain_sets:
         return [_train_stage(out, run, data, preset, device, scale.max_epochs, scale.train_seconds[run.data])]
     epochs, seconds = max(1, scale.max_epochs // 2), scale.train_seconds[run.data] / 2
     first = Run(run.model, run.data, run.framework, "pretrain")
-    pretrain = _train_stage(out, first, data, preset, device, epochs, seconds, spec.pretrain_sets)
     start = ["--init-from", str(first.folder(out) / CHECKPOINT[run.framework])]
-    return [pretrain, _train_stage(out, run, data, preset, device, epochs, seconds, extra=start)]
+    tune = _train_stage(out, run, data, preset, device, epochs, seconds, extra=start)
+    if run.processes > 1:
+        return [tune]
+    return [_train_stage(out, first, data, preset, device, epochs, seconds, spec.pretrain_sets), tune]
 
 
 def _train_stage(out: Path, run: Run, data: Path, preset: str, device: str, epochs: int, seconds: float,
@@ -165,11 +175,28 @@ def _train_stage(out: Path, run: Run, data: Path, preset: str, device: str, epoc
     command = ["train", "-q", "--model", run.model, "--data", str(data), "--out", str(folder), "--preset", preset]
     command += ["--framework", run.framework, "--device", device, "--max-epochs", str(epochs)]
     command += ["--time-limit", f"{seconds:g}", *extra]
-    for line in (*STUDY_SETS, *registry.spec(run.model).study_sets, *sets):  # a later line wins
+    lines = [*STUDY_SETS, *registry.spec(run.model).study_sets, *sets]  # a later line wins
+    if run.processes > 1:
+        command += ["--nproc", str(run.processes)]
+        lines.append(f"batch_size={per_rank_batch(run.model, run.processes)}")
+    for line in lines:
         command += ["--set", line]
     done = str(folder / CHECKPOINT[run.framework])
     name = f"{run.phase or 'train'} {run.model} {run.data} {run.framework}"
-    return Stage(name, command, done_when=done, owns=str(folder))
+    return Stage(name + (f" x{run.processes}" if run.processes > 1 else ""), command, done_when=done,
+                 owns=str(folder))  # fmt: skip
+
+
+def per_rank_batch(model: str, processes: int) -> int:
+    """Each rank's batch in the study's ``processes``-process run of ``model``: the one-process run's batch split
+    evenly, so that both train on the same global batch and differ in speed only."""
+    lines = [*STUDY_SETS, *registry.spec(model).study_sets]
+    batch = int([line for line in lines if line.startswith("batch_size=")][-1].split("=", 1)[1])
+    if batch % processes:
+        divisors = [n for n in range(2, batch + 1) if batch % n == 0]
+        raise EarthportError(f"--nproc {processes}: {model}'s study batch {batch} does not split evenly into "
+                             f"{processes} processes; expected one of {divisors}")  # fmt: skip
+    return batch // processes
 
 
 def _infer(out: Path, run: Run, data: Path, device: str, scale: Scale) -> Stage:
@@ -194,16 +221,19 @@ def _bench(out: Path, model: str, framework: str, preset: str, device: str, scal
 def run_study(
     out: str | Path, preset: str = "tiny", frameworks: list[str] | None = None, device: str = "auto",
     scale: str = "full", tdp_watts: float | None = None, progress: bool = True, overwrite: bool = False,
-    models: list[str] | None = None,
+    models: list[str] | None = None, nproc: int = 1,
 ) -> dict:  # fmt: skip
     """Run every stage, then the report; returns the study record (``OUT/study.json``). ``models``: the models
-    to study (default: every model earthport has), each on the data sets its spec names. A re-run in the same ``out``
+    to study (default: every model earthport has), each on the data sets its spec names; ``nproc`` > 1 adds their
+    data-parallel training runs (see ``plan``). A re-run in the same ``out``
     reuses what the same commands made there; ``overwrite`` starts afresh. ``out`` must be new, empty or
     earthport's, and is locked for the run."""
     out = Path(out)
     models = list(models or registry.names())
     for model in models:
         registry.spec(model)  # an unknown name fails here, naming the models there are
+        if nproc > 1:
+            per_rank_batch(model, nproc)  # fails here, before any work, when the batch does not split
     unknown = [f for f in frameworks or [] if f not in FRAMEWORKS]
     if unknown:
         raise EarthportError(f"--frameworks: unknown {unknown}; expected some of {list(FRAMEWORKS)}")
@@ -219,7 +249,7 @@ def run_study(
     with files.run_lock(out, "earthport study"):
         if overwrite:
             files.replace(out, overwrite, folder=True)
-        return _run(out, preset, chosen, skipped, device, scale, tdp_watts, progress, models)
+        return _run(out, preset, chosen, skipped, device, scale, tdp_watts, progress, models, nproc)
 
 
 def _check_earthports(out: Path) -> None:
@@ -230,13 +260,13 @@ def _check_earthports(out: Path) -> None:
 
 def _run(
     out: Path, preset: str, chosen: list[str], skipped: dict, device: str, scale: str, tdp_watts: float | None,
-    progress: bool, models: list[str],
+    progress: bool, models: list[str], nproc: int,
 ) -> dict:  # fmt: skip
     from earthport.report.study_report import write_study_report
 
     sizes = SCALES[scale]
     datasets = _data(out, sizes, {name for model in models for name in registry.spec(model).datasets}, progress)
-    stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts, models)
+    stages = plan(out, preset, chosen, datasets, device, sizes, tdp_watts, models, nproc)
     began = time.perf_counter()
     with progress_bar(len(stages) + 1, "study", unit="stage", enabled=progress) as bar:
         for stage in stages:
@@ -250,6 +280,7 @@ def _run(
             "frameworks": chosen,
             "skipped_frameworks": skipped,
             "device": device,
+            "nproc": nproc,
             "data": {name: str(path) for name, path in datasets.items()},
             "stages": [stage.__dict__ for stage in stages],
             "failed": [stage.name for stage in stages if stage.status == "failed"],
