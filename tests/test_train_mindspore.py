@@ -119,6 +119,20 @@ def test_mindspore_run_resumes_in_torch(runs, atmosphere_dir, tmp_path):
     np.testing.assert_allclose(resumed["step_losses"][6:], runs["whole"]["step_losses"][6:], rtol=1e-4)
 
 
+def test_aigoms_runs_resume_across_frameworks(ocean_dir, tmp_path):
+    """AI-GOMS's AdamW holds its trained parameters only (not the fixed sin-cos position embeddings; the mask token,
+    unused in forecasting, never stepped in torch): a torch run resumes in MindSpore, a MindSpore run in torch."""
+    config = TrainConfig(model="aigoms", max_epochs=1, patience=10, framework="mindspore", ms_mode="pynative", **QUICK)
+    torch_config = dataclasses.replace(config, framework="torch")
+    for first, then in ((torch_config, config), (config, torch_config)):  # each framework draws its own weights
+        whole = train(first, ocean_dir, tmp_path / f"{first.framework}-whole", progress=False)["step_losses"]
+        train(first, ocean_dir, tmp_path / first.framework, max_steps=2, progress=False)
+        resumed = train(then, ocean_dir, tmp_path / first.framework, resume=True, progress=False)
+        assert resumed["framework"] == then.framework and len(resumed["step_losses"]) == len(whole) == 4
+        assert resumed["step_losses"][:2] == whole[:2]
+        np.testing.assert_allclose(resumed["step_losses"], whole, rtol=1e-4)  # float32 twins, 2 steps each
+
+
 def test_cosine_schedule_equals_torch():
     from earthport.backends.mindspore.schedule import CosineSchedule
 

@@ -69,12 +69,14 @@ def torch_run_to_mindspore(path: Path, net: Any, optimizer: Any, expected_config
     saved = resumable(read_weights(path), "torch", expected_config)
     with naming(path):
         converted, _ = convert_state(saved.state, saved.model, "torch_to_mindspore", expected_mindspore(net))
-        names = torch_parameter_names(saved.model, saved.config)
+        frozen = bool((saved.extra.get("train_config") or {}).get("freeze_backbone"))
+        names = torch_parameter_names(saved.model, saved.config, frozen)
+        to_mindspore = rename_all(names, saved.model, "torch_to_mindspore")
         neutral = torch_adamw_to_neutral(saved.optimizer["torch_state_dict"], names)
-    check_adamw(path, neutral, {name: saved.state[name].shape for name in names if name in saved.state})
+    check_adamw(path, neutral, {name: saved.state[name].shape for name in names})
     with naming(path):
         load_mindspore(net, converted)
-        load_neutral_into_mindspore_adamw(optimizer, neutral, rename_all(names, saved.model, "torch_to_mindspore"))
+        load_neutral_into_mindspore_adamw(optimizer, neutral, to_mindspore)
     return saved.extra
 
 
@@ -82,7 +84,8 @@ def mindspore_run_to_torch(path: Path, module: Any, optimizer: Any, expected_con
     """Load a MindSpore run's ``last.ckpt``/``.safetensors`` into torch ``module`` and its ``torch.optim.AdamW``;
     returns the run's plain-data entries (``state``, ``scheduler``, ``scaler``, ...)."""
     saved = resumable(read_weights(path), "mindspore", expected_config)
-    parameters = dict(module.named_parameters())
+    # the trainer's AdamW holds the trained parameters (not AI-GOMS's fixed position embeddings, nor a frozen backbone)
+    parameters = {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
     names = list(parameters)
     to_torch = {ms_name: name for name, ms_name in rename_all(names, saved.model, "torch_to_mindspore").items()}
     with naming(path):
@@ -97,13 +100,16 @@ def mindspore_run_to_torch(path: Path, module: Any, optimizer: Any, expected_con
     return saved.extra
 
 
-def torch_parameter_names(model: str, config: dict) -> list[str]:
-    """The torch model's ``named_parameters()`` names: AdamW's order, which a state dict does not give (it
-    interleaves buffers). Builds the model once on the CPU; its values are not used."""
+def torch_parameter_names(model: str, config: dict, freeze_backbone: bool = False) -> list[str]:
+    """The names of the parameters a torch trainer's AdamW holds, in its order: the ``named_parameters()`` that
+    train (not AI-GOMS's fixed position embeddings, nor a frozen backbone's), an order a state dict does not give
+    (it interleaves buffers). Builds the model once on the CPU; its values are not used."""
     from earthport.models import registry
 
-    module = registry.spec(model).torch_class()(registry.spec(model).config.from_dict(config))
-    return [name for name, _ in module.named_parameters()]
+    spec = registry.spec(model)
+    module = spec.torch_class()(spec.config.from_dict(config))
+    return [name for name, parameter in module.named_parameters()
+            if parameter.requires_grad and spec.trains(name, freeze_backbone)]  # fmt: skip
 
 
 def resumable(saved: WeightsFile, framework: str, expected_config: dict, keys: Sequence[str] = ()) -> WeightsFile:
