@@ -42,8 +42,7 @@ def check_torch_run(path: Path, payload: dict, module: Any, expected_config: dic
     require(path, payload, ("config", "model_state", "optimizer", "rng", *RESUME_KEYS))
     check_config(path, payload["config"], expected_config)
     check_tensors(path, _shapes(payload["model_state"]), _shapes(module.state_dict()), "model tensor")
-    # the trainer's AdamW holds the trained parameters (not AI-GOMS's fixed position embeddings, nor a frozen backbone)
-    parameters = {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
+    parameters = _trained(module)
     with naming(path):
         neutral = torch_adamw_to_neutral(payload["optimizer"], list(parameters), one_step=False)  # torch to torch
     check_adamw(path, neutral, _shapes(parameters))
@@ -84,8 +83,7 @@ def mindspore_run_to_torch(path: Path, module: Any, optimizer: Any, expected_con
     """Load a MindSpore run's ``last.ckpt``/``.safetensors`` into torch ``module`` and its ``torch.optim.AdamW``;
     returns the run's plain-data entries (``state``, ``scheduler``, ``scaler``, ...)."""
     saved = resumable(read_weights(path), "mindspore", expected_config)
-    # the trainer's AdamW holds the trained parameters (not AI-GOMS's fixed position embeddings, nor a frozen backbone)
-    parameters = {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
+    parameters = _trained(module)
     names = list(parameters)
     to_torch = {ms_name: name for name, ms_name in rename_all(names, saved.model, "torch_to_mindspore").items()}
     with naming(path):
@@ -98,6 +96,12 @@ def mindspore_run_to_torch(path: Path, module: Any, optimizer: Any, expected_con
     load_torch(module, converted)
     optimizer.load_state_dict(neutral_to_torch_adamw(neutral, names))
     return saved.extra
+
+
+def _trained(module: Any) -> dict[str, Any]:
+    """A torch trainer's module's parameters its AdamW holds, by name: those that train (not AI-GOMS's fixed
+    position embeddings, nor a frozen backbone's)."""
+    return {name: parameter for name, parameter in module.named_parameters() if parameter.requires_grad}
 
 
 def torch_parameter_names(model: str, config: dict, freeze_backbone: bool = False) -> list[str]:
